@@ -1,0 +1,1 @@
+"""Fixtures for the models tests and for other areas that need a models."""
