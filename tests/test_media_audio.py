@@ -1,0 +1,256 @@
+"""Audio decoding: every accepted input form, and one test per bad-input case (one-line InputError)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from xmr.errors import InputError
+from xmr.media.audio import decode_audio, load_audio, probe_audio, resample
+
+SR = 44100
+FORMATS = [("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_16"), ("ogg", "OGG", "VORBIS"),
+           ("mp3", "MP3", "MPEG_LAYER_III")]
+
+
+def tone(freq=440.0, seconds=1.0, sr=SR, amp=0.5):
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def write(path, data, sr=SR, fmt="WAV", subtype="PCM_16"):
+    if fmt not in sf.available_formats():
+        pytest.skip(f"this libsndfile ({sf.__libsndfile_version__}) cannot write {fmt}")
+    sf.write(str(path), data, sr, format=fmt, subtype=subtype)
+    return path
+
+
+def dominant_hz(wave, sr):
+    spectrum = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
+    return np.argmax(spectrum) * sr / len(wave)
+
+
+def one_line_error(excinfo) -> str:
+    msg = str(excinfo.value)
+    assert excinfo.type is InputError
+    assert msg and "\n" not in msg and "Traceback" not in msg
+    return msg
+
+
+# --------------------------------------------------------------------------- accepted inputs
+
+
+@pytest.mark.parametrize("ext,fmt,subtype", FORMATS)
+def test_each_container_decodes_to_mono_16k(tmp_path, ext, fmt, subtype):
+    stereo = np.stack([tone(440), tone(440) * 0.5], axis=1)
+    path = write(tmp_path / f"a.{ext}", stereo, fmt=fmt, subtype=subtype)
+    wave = load_audio(path, sample_rate=16000)
+    assert wave.dtype == np.float32 and wave.ndim == 1
+    assert abs(len(wave) - 16000) <= 0.02 * 16000  # MP3 encoders may pad a few ms
+    assert abs(dominant_hz(wave, 16000) - 440) < 3
+    assert 0.3 < np.max(np.abs(wave)) < 0.45  # mean of 0.5 and 0.25 amplitude channels
+    assert probe_audio(path).format in (fmt, "WAV")
+
+
+def test_bytes_and_file_objects_decode_like_paths(tmp_path):
+    path = write(tmp_path / "a.flac", tone(), fmt="FLAC")
+    from_path = load_audio(path)
+    np.testing.assert_array_equal(load_audio(path.read_bytes()), from_path)
+    with open(path, "rb") as fh:
+        np.testing.assert_array_equal(load_audio(fh), from_path)
+    np.testing.assert_array_equal(load_audio(str(path)), from_path)
+
+
+def test_resample_matches_analytic_tone():
+    # A 440 Hz tone resampled 44.1 kHz -> 16 kHz must equal the tone sampled at 16 kHz (away from edges).
+    out = resample(tone(440, 1.0, SR), orig_rate=SR, new_rate=16000)
+    ref = tone(440, 1.0, 16000)
+    assert out.shape == ref.shape
+    assert np.max(np.abs(out[500:-500] - ref[500:-500])) < 2e-3
+
+
+def test_native_rate_is_untouched(tmp_path):
+    data = tone(1000, 0.5, 16000)
+    path = write(tmp_path / "x.wav", data, sr=16000, subtype="FLOAT")
+    np.testing.assert_array_equal(load_audio(path, sample_rate=16000), data)
+
+
+@pytest.mark.parametrize(
+    "dtype,full_scale,offset",
+    [(np.int16, 32768, 0), (np.int32, 2**31, 0), (np.int8, 128, 0), (np.uint8, 128, 128),
+     (np.float32, 1, 0), (np.float64, 1, 0), (np.float16, 1, 0)],
+)
+def test_gradio_tuple_any_dtype(dtype, full_scale, offset):
+    ref = tone(440, 0.25, 16000)
+    arr = (ref * (full_scale - 1) + offset).astype(dtype) if full_scale > 1 else ref.astype(dtype)
+    wave = load_audio((16000, arr), sample_rate=16000)
+    assert wave.dtype == np.float32
+    tol = 2.0 / full_scale if full_scale > 1 else 1e-3
+    assert np.max(np.abs(wave - ref)) < tol
+
+
+def test_gradio_tuple_multichannel_is_averaged_both_layouts():
+    left, right = tone(440, 0.25, 16000), tone(660, 0.25, 16000)
+    expected = (left + right) / 2
+    np.testing.assert_allclose(load_audio((16000, np.stack([left, right], 1))), expected, atol=1e-6)
+    np.testing.assert_allclose(load_audio((16000, np.stack([left, right], 0))), expected, atol=1e-6)
+
+
+def test_gradio_tuple_is_resampled():
+    wave = load_audio((SR, tone(440, 1.0, SR)), sample_rate=16000)
+    assert len(wave) == 16000 and abs(dominant_hz(wave, 16000) - 440) < 3
+
+
+def test_decode_audio_keeps_channels_and_rate(tmp_path):
+    path = write(tmp_path / "s.wav", np.stack([tone(), tone()], 1))
+    data, rate = decode_audio(path)
+    assert data.shape == (SR, 2) and rate == SR and data.dtype == np.float32
+
+
+def test_cap_is_configurable(tmp_path):
+    path = write(tmp_path / "three.wav", tone(seconds=3.0))
+    assert len(load_audio(path, max_seconds=None)) == 48000
+    assert len(load_audio(path, max_seconds=3.0)) == 48000
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+def test_zero_length_bytes():
+    with pytest.raises(InputError) as ei:
+        load_audio(b"")
+    assert "empty" in one_line_error(ei)
+
+
+def test_zero_length_file(tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(InputError) as ei:
+        load_audio(tmp_path / "empty.wav")
+    assert "empty" in one_line_error(ei)
+
+
+def test_zero_frames_wav(tmp_path):
+    path = write(tmp_path / "noframes.wav", np.zeros((0,), np.float32))
+    with pytest.raises(InputError) as ei:
+        load_audio(path)
+    assert "zero length" in one_line_error(ei)
+
+
+def test_zero_length_array():
+    with pytest.raises(InputError) as ei:
+        load_audio((16000, np.zeros(0, np.int16)))
+    assert "zero length" in one_line_error(ei)
+
+
+def test_undecodable_bytes():
+    with pytest.raises(InputError) as ei:
+        load_audio(np.random.default_rng(0).bytes(4096))
+    assert "cannot decode" in one_line_error(ei)
+
+
+def test_undecodable_text_file_with_audio_suffix(tmp_path):
+    path = tmp_path / "notes.mp3"
+    path.write_text("this is not audio\nat all\n")
+    with pytest.raises(InputError) as ei:
+        load_audio(path)
+    assert "cannot decode notes.mp3" in one_line_error(ei)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError) as ei:
+        load_audio(tmp_path / "nope.wav")
+    assert "not found" in one_line_error(ei)
+
+
+def test_unsupported_input_type():
+    with pytest.raises(InputError) as ei:
+        load_audio(12345)
+    assert "unsupported audio input of type int" in one_line_error(ei)
+
+
+def test_unsupported_container(tmp_path):
+    path = write(tmp_path / "x.au", tone(), fmt="AU", subtype="PCM_16")
+    with pytest.raises(InputError) as ei:
+        load_audio(path)
+    assert "unsupported audio format AU" in one_line_error(ei)
+
+
+def test_unsupported_sample_dtype():
+    with pytest.raises(InputError) as ei:
+        load_audio((16000, np.ones(100, np.complex64)))
+    assert "unsupported audio sample type" in one_line_error(ei)
+
+
+def test_unsupported_array_shape():
+    with pytest.raises(InputError) as ei:
+        load_audio((16000, np.ones((4, 100, 2), np.float32)))
+    assert "1-D or 2-D" in one_line_error(ei)
+
+
+def test_bad_sample_rate_in_tuple():
+    with pytest.raises(InputError) as ei:
+        load_audio((-5, tone()))
+    assert "sample rate" in one_line_error(ei)
+
+
+def test_over_cap_file_is_refused_from_header(tmp_path, monkeypatch):
+    path = write(tmp_path / "long.flac", tone(seconds=3.0), fmt="FLAC")
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a file over the cap must not be decoded")
+
+    monkeypatch.setattr(sf.SoundFile, "read", no_decoding)
+    with pytest.raises(InputError) as ei:
+        load_audio(path, max_seconds=2.0)
+    msg = one_line_error(ei)
+    assert "3.0 s long" in msg and "limit is 2 s" in msg
+
+
+def test_over_cap_default_is_ten_minutes():
+    arr = np.zeros(16000 * 601, np.int16)  # 601 s
+    with pytest.raises(InputError) as ei:
+        load_audio((16000, arr))
+    assert "limit is 600 s" in one_line_error(ei)
+
+
+def test_all_silent_file(tmp_path):
+    path = write(tmp_path / "silence.wav", np.zeros(SR, np.float32))
+    with pytest.raises(InputError) as ei:
+        load_audio(path)
+    assert "silent" in one_line_error(ei)
+
+
+def test_all_silent_array():
+    with pytest.raises(InputError) as ei:
+        load_audio((16000, np.zeros((16000, 2), np.int16)))
+    assert "silent" in one_line_error(ei)
+
+
+def test_channels_cancelling_to_silence():
+    x = tone(440, 0.5, 16000)
+    with pytest.raises(InputError) as ei:
+        load_audio((16000, np.stack([x, -x], 1)))
+    assert "cancel" in one_line_error(ei)
+
+
+def test_non_finite_samples():
+    x = tone(440, 0.5, 16000)
+    x[100] = np.nan
+    with pytest.raises(InputError) as ei:
+        load_audio((16000, x))
+    assert "NaN" in one_line_error(ei)
+
+
+def test_truncated_flac_does_not_leak_a_traceback(tmp_path):
+    buf = io.BytesIO()
+    sf.write(buf, tone(), SR, format="FLAC")
+    damaged = buf.getvalue()[:200]  # header survives, audio frames are cut
+    try:
+        wave = load_audio(damaged)
+    except InputError as err:
+        assert "\n" not in str(err)
+    else:  # libsndfile may decode what is there; the result must still be a valid wave
+        assert wave.dtype == np.float32 and wave.ndim == 1

@@ -1,0 +1,253 @@
+"""Audio features through torchaudio, with every parameter in one config object.
+
+Two kinds, as the two seed papers use them:
+
+- ``"logmel"`` — log-mel power spectrogram (3CMLF, seed 004: 64 mel bins, window 1024, hop 320 at
+  16 kHz), ``10·log10(max(S, amin))`` (torchaudio ``AmplitudeToDB``), shape ``(B, 1, n_mels, frames)``;
+- ``"stft"`` — the complex STFT (seed 003: 1025 bins with n_fft 2048, hop 512) as two real channels
+  ``(B, 2, n_fft // 2 + 1, frames)``: real and imaginary parts.
+
+Both are computed per item (no statistic is shared across a batch), so a wave gives the same
+features alone or inside any batch. :func:`fixed_windows` cuts long audio into deterministic,
+overlapping windows (seed 003 averages embeddings over 50%-overlapping crops).
+
+Example::
+
+    cfg = SpectrogramConfig(kind="logmel", n_mels=64)
+    feats = compute_features(torch.randn(2, 16000), cfg)  # (2, 1, 64, 51)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+KINDS = ("logmel", "stft")
+
+
+@dataclass
+class SpectrogramConfig:
+    """Parameters of the audio front end; saved in checkpoints so that inference matches training.
+
+    Args:
+        sample_rate: rate of the input waves in Hz.
+        kind: ``"logmel"`` or ``"stft"`` (complex, as real/imaginary channels).
+        n_fft: FFT size; ``n_fft // 2 + 1`` frequency bins.
+        win_length: Hann window length in samples (``<= n_fft``).
+        hop_length: hop between frames in samples.
+        n_mels: number of mel bands (``"logmel"`` only).
+        f_min: lowest mel frequency in Hz.
+        f_max: highest mel frequency in Hz (``None``: Nyquist).
+        amin: floor of the power before the logarithm (avoids ``log(0)``).
+        top_db: if set, clamp each item's log-mel to ``max - top_db`` (per item, never per batch).
+        center: pad the wave so that frame ``t`` is centred at ``t * hop_length``.
+
+    Example::
+
+        cfg = SpectrogramConfig.from_dict({"kind": "stft", "n_fft": 2048, "win_length": 2048,
+                                           "hop_length": 512})
+    """
+
+    sample_rate: int = 16000
+    kind: str = "logmel"
+    n_fft: int = 1024
+    win_length: int = 1024
+    hop_length: int = 320
+    n_mels: int = 64
+    f_min: float = 0.0
+    f_max: float | None = None
+    amin: float = 1e-10
+    top_db: float | None = None
+    center: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"SpectrogramConfig.kind must be one of {KINDS}, got {self.kind!r}")
+        for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"SpectrogramConfig.{name} must be positive, got {getattr(self, name)!r}")
+        if self.win_length > self.n_fft:
+            raise ValueError(f"SpectrogramConfig.win_length ({self.win_length}) exceeds n_fft ({self.n_fft})")
+        nyquist = self.sample_rate / 2
+        if self.f_max is not None and not (self.f_min < self.f_max <= nyquist):
+            raise ValueError(
+                f"SpectrogramConfig needs f_min < f_max <= {nyquist:g}, got {self.f_min}, {self.f_max}"
+            )
+
+    @property
+    def n_bins(self) -> int:
+        """Frequency rows of the output: ``n_mels`` for log-mel, ``n_fft // 2 + 1`` for the STFT."""
+        return self.n_mels if self.kind == "logmel" else self.n_fft // 2 + 1
+
+    @property
+    def channels(self) -> int:
+        """Channels of the output: 1 for log-mel, 2 (real, imaginary) for the STFT."""
+        return 1 if self.kind == "logmel" else 2
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for a wave of ``num_samples`` samples."""
+        if self.center:
+            return num_samples // self.hop_length + 1
+        return max(0, (num_samples - self.n_fft) // self.hop_length + 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of the fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpectrogramConfig:
+        """Build from a dict such as :meth:`to_dict` wrote; unknown keys are an error (typos)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown SpectrogramConfig keys {unknown}; known: {sorted(names)}")
+        return cls(**data)
+
+
+def compute_features(wave: torch.Tensor | np.ndarray, cfg: SpectrogramConfig) -> torch.Tensor:
+    """Features of a batch of waves as the config asks.
+
+    Args:
+        wave: ``(B, T)`` or ``(T,)`` float waves at ``cfg.sample_rate``.
+        cfg: the front-end parameters.
+
+    Returns:
+        ``(B, 1, n_mels, frames)`` for ``"logmel"``, ``(B, 2, n_fft // 2 + 1, frames)`` for ``"stft"``.
+
+    Example::
+
+        x = compute_features(torch.zeros(16000) + 0.1, SpectrogramConfig())  # (1, 1, 64, 51)
+    """
+    if cfg.kind == "logmel":
+        return log_mel(wave, cfg)
+    return complex_stft(wave, cfg)
+
+
+def log_mel(wave: torch.Tensor | np.ndarray, cfg: SpectrogramConfig) -> torch.Tensor:
+    """Log-mel power spectrogram, ``10·log10(max(mel, amin))`` in dB: ``(B, 1, n_mels, frames)``.
+
+    Example::
+
+        x = log_mel(torch.randn(16000), SpectrogramConfig(n_mels=64))
+    """
+    x = _as_batch(wave)  # (B, T)
+    mel = _transform("mel", cfg, x.device)(x)  # (B, n_mels, frames) power
+    db = 10.0 * torch.log10(torch.clamp(mel, min=cfg.amin))
+    if cfg.top_db is not None:
+        floor = db.amax(dim=(-2, -1), keepdim=True) - cfg.top_db  # per item
+        db = torch.maximum(db, floor)
+    return db.unsqueeze(1)
+
+
+def complex_stft(wave: torch.Tensor | np.ndarray, cfg: SpectrogramConfig) -> torch.Tensor:
+    """Complex STFT (Hann window) as real/imaginary channels: ``(B, 2, n_fft // 2 + 1, frames)``.
+
+    Example::
+
+        x = complex_stft(torch.randn(16000), SpectrogramConfig(kind="stft"))
+    """
+    x = _as_batch(wave)
+    spec = _transform("stft", cfg, x.device)(x)  # (B, F, frames) complex
+    return torch.view_as_real(spec).permute(0, 3, 1, 2).contiguous()
+
+
+def fixed_windows(num_samples: int, window: int, overlap: float = 0.5) -> list[tuple[int, int]]:
+    """Deterministic ``(start, end)`` sample ranges that cover a signal with a given overlap.
+
+    Windows start every ``hop = round(window * (1 - overlap))`` samples; the last one is aligned to
+    the end of the signal so that every window is full length and nothing is left uncovered. A signal
+    no longer than one window gives the single range ``(0, num_samples)``.
+
+    Args:
+        num_samples: length of the signal (>= 1).
+        window: window length in samples (>= 1).
+        overlap: fraction of a window shared with the next one, in ``[0, 1)``.
+
+    Example::
+
+        fixed_windows(10, 4, 0.5)  # [(0, 4), (2, 6), (4, 8), (6, 10)]
+    """
+    if num_samples < 1 or window < 1:
+        raise ValueError(f"fixed_windows needs num_samples >= 1 and window >= 1, got {num_samples}, {window}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    if num_samples <= window:
+        return [(0, num_samples)]
+    hop = max(1, int(round(window * (1.0 - overlap))))
+    last = num_samples - window
+    starts = list(range(0, last + 1, hop))
+    if starts[-1] != last:
+        starts.append(last)
+    return [(s, s + window) for s in starts]
+
+
+def split_windows(
+    wave: np.ndarray, window: int, overlap: float = 0.5
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Cut a 1-D wave into the windows of :func:`fixed_windows`, zero-padding a short wave to ``window``.
+
+    Returns:
+        ``(windows, ranges)``: ``(N, window)`` float32 and the N ``(start, end)`` sample ranges.
+
+    Example::
+
+        crops, ranges = split_windows(wave, window=3 * 16000)
+    """
+    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+    ranges = fixed_windows(len(wave), window, overlap)
+    out = np.zeros((len(ranges), window), dtype=np.float32)
+    for i, (s, e) in enumerate(ranges):
+        out[i, : e - s] = wave[s:e]
+    return out, ranges
+
+
+def seconds_to_samples(seconds: float, sample_rate: int) -> int:
+    """Whole samples in ``seconds`` at ``sample_rate`` (rounded)."""
+    return int(math.floor(seconds * sample_rate + 0.5))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_batch(wave: torch.Tensor | np.ndarray) -> torch.Tensor:
+    x = torch.as_tensor(wave)
+    if not torch.is_floating_point(x):
+        raise TypeError(f"waves must be floating point, got {x.dtype}")
+    if x.dim() == 1:
+        x = x.unsqueeze(0)
+    if x.dim() != 2:
+        raise ValueError(f"waves must be (T,) or (B, T), got shape {tuple(x.shape)}")
+    return x.float()
+
+
+_CACHE: dict[tuple, torch.nn.Module] = {}
+
+
+def _transform(which: str, cfg: SpectrogramConfig, device: torch.device) -> torch.nn.Module:
+    """Build (once per config and device) the torchaudio module; the mel filterbank is not free."""
+    key = (which, tuple(dataclasses.astuple(cfg)), str(device))
+    module = _CACHE.get(key)
+    if module is None:
+        import torchaudio.transforms as T
+
+        if which == "mel":
+            module = T.MelSpectrogram(
+                sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_length,
+                hop_length=cfg.hop_length, f_min=cfg.f_min, f_max=cfg.f_max, n_mels=cfg.n_mels,
+                power=2.0, center=cfg.center, window_fn=torch.hann_window,
+            )
+        else:
+            module = T.Spectrogram(
+                n_fft=cfg.n_fft, win_length=cfg.win_length, hop_length=cfg.hop_length,
+                power=None, center=cfg.center, window_fn=torch.hann_window,
+            )
+        module = module.to(device)
+        if len(_CACHE) > 32:
+            _CACHE.clear()
+        _CACHE[key] = module
+    return module
