@@ -1,0 +1,51 @@
+"""Relevance judgements: the SQLite label store, pooling, agreement, export/import, evaluation sets.
+
+Only the store is imported eagerly (it needs nothing beyond the standard library); agreement,
+export and evaluation import numpy / pandas / scikit-learn and are loaded on first use.
+"""
+
+from xmr.labels.store import (
+    MODALITIES,
+    EvalSet,
+    Judgement,
+    LabelStore,
+    PoolItem,
+    Progress,
+    Query,
+    StoreBusyError,
+    UndoResult,
+    make_docno,
+    parse_docno,
+)
+
+__all__ = [
+    "MODALITIES",
+    "EvalSet",
+    "Judgement",
+    "LabelStore",
+    "PoolItem",
+    "Progress",
+    "Query",
+    "StoreBusyError",
+    "UndoResult",
+    "agreement_report",
+    "evaluate_run",
+    "export_labels",
+    "import_labels",
+    "make_docno",
+    "parse_docno",
+]
+
+
+def __getattr__(name: str):
+    lazy = {
+        "agreement_report": "xmr.labels.agreement",
+        "evaluate_run": "xmr.labels.evaluate",
+        "export_labels": "xmr.labels.export",
+        "import_labels": "xmr.labels.export",
+    }
+    if name in lazy:
+        import importlib
+
+        return getattr(importlib.import_module(lazy[name]), name)
+    raise AttributeError(f"module 'xmr.labels' has no attribute {name!r}")
