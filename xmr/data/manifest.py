@@ -1,0 +1,415 @@
+"""The manifest: one table that lists a collection's items, whatever the source.
+
+Schema (one row per item):
+
+========  ===========================================================================
+column    holds
+========  ===========================================================================
+id        unique, non-empty string
+split     non-empty string (``train``, ``val``, ``test``, or any name you use)
+audio     path of the item's audio file, or missing
+image     path of the item's image file, or missing
+caption   the item's captions: a list of strings (one or several; may be empty)
+...       any other column is metadata and is kept as it is (composer, genre, ...)
+========  ===========================================================================
+
+Every row needs at least one of audio, image or caption. Relative media paths are resolved
+against the manifest's folder when it is read, and written relative to it again when they lie
+inside it, so a folder with its manifest can be moved as a whole. Files are CSV (captions as a JSON
+list in one cell, or a plain string for a single caption), JSON Lines, or Parquet, chosen by the
+suffix. Errors are :class:`xmr.errors.ManifestError` with one line naming the file, the row (data
+rows counted from 1, header excluded) and the column.
+
+Example::
+
+    from xmr.data.manifest import read_manifest, write_manifest
+    df = read_manifest("my_collection/manifest.csv")   # audio/image now absolute paths
+    write_manifest(df, "my_collection/manifest.parquet")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from xmr.errors import ManifestError
+
+CORE_COLUMNS = ("id", "split", "audio", "image", "caption")
+REQUIRED_COLUMNS = ("id", "split")
+MEDIA_COLUMNS = ("audio", "image")
+MODALITY_COLUMNS = ("audio", "image", "caption")
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+
+
+def manifest_format(path: str | os.PathLike) -> str:
+    """``"csv"``, ``"jsonl"`` or ``"parquet"`` from the file's suffix; ManifestError otherwise."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise ManifestError(
+            f"{Path(path).name}: unknown manifest format {suffix or '(no suffix)'!r}; "
+            "use .csv, .jsonl or .parquet"
+        )
+    return FORMATS[suffix]
+
+
+def read_manifest(path: str | os.PathLike, *, resolve_paths: bool = True) -> pd.DataFrame:
+    """Read and validate a manifest (CSV, JSONL or Parquet, by suffix).
+
+    Args:
+        path: the manifest file.
+        resolve_paths: make relative ``audio``/``image`` paths absolute against the manifest's folder.
+
+    Returns:
+        A DataFrame with columns ``id, split, audio, image, caption`` first, then the metadata
+        columns; ``caption`` holds ``list[str]``, missing media are ``None``. ``df.attrs`` records
+        ``manifest_path`` and ``manifest_dir``.
+
+    Raises:
+        ManifestError: a missing or unreadable file, or a row that breaks the schema.
+
+    Example::
+
+        df = read_manifest("assets/demo/manifest.parquet")
+        test = df[df.split == "test"]
+    """
+    path = Path(path)
+    fmt = manifest_format(path)
+    if not path.is_file():
+        raise ManifestError(f"manifest not found: {path}")
+    if fmt == "csv":
+        raw = _read_csv(path)
+    elif fmt == "jsonl":
+        raw = _read_jsonl(path)
+    else:
+        raw = _read_parquet(path)
+    base = path.resolve().parent
+    df = validate_manifest(raw, base_dir=base if resolve_paths else None, source=path.name)
+    df.attrs["manifest_path"] = str(path.resolve())
+    df.attrs["manifest_dir"] = str(base)
+    return df
+
+
+def write_manifest(df: pd.DataFrame, path: str | os.PathLike, *, relative_paths: bool = True) -> Path:
+    """Validate and write a manifest; the format follows the suffix (.csv, .jsonl, .parquet).
+
+    The file is written to a temporary name first and then renamed, so a reader never sees half a
+    manifest.
+
+    Args:
+        df: a manifest (as :func:`read_manifest` returns, or any frame that passes validation).
+        path: where to write.
+        relative_paths: write absolute media paths that lie inside the manifest's folder relative
+            to it (POSIX separators), so the folder can be moved.
+
+    Returns:
+        The path written.
+
+    Example::
+
+        write_manifest(df, "out/manifest.jsonl")
+    """
+    path = Path(path)
+    fmt = manifest_format(path)
+    out = validate_manifest(df, base_dir=None, source=path.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if relative_paths:
+        base = path.parent.resolve()
+        for col in MEDIA_COLUMNS:
+            out[col] = pd.Series([_relative_to(v, base) for v in out[col]], dtype=object, index=out.index)
+    out.attrs = {}  # pandas would store attrs (our absolute folder) in Parquet metadata
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if fmt == "csv":
+            _write_csv(out, tmp)
+        elif fmt == "jsonl":
+            _write_jsonl(out, tmp)
+        else:
+            out.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def validate_manifest(
+    df: pd.DataFrame,
+    *,
+    base_dir: str | os.PathLike | None = None,
+    source: str = "manifest",
+    check_files: bool = False,
+) -> pd.DataFrame:
+    """Check a manifest against the schema and return a normalised copy.
+
+    Normalisation: ids and splits become stripped strings; missing media become ``None``;
+    ``caption`` becomes a ``list[str]`` (a JSON list in a string is parsed, a plain string is one
+    caption); relative media paths are made absolute against ``base_dir`` when it is given.
+
+    Args:
+        df: the table to check.
+        base_dir: folder that relative media paths are relative to (``None``: leave them).
+        source: name used at the start of error messages (usually the file name).
+        check_files: also require every media path to exist on disk.
+
+    Raises:
+        ManifestError: one line naming the row (data rows from 1) and the column, for example
+        ``manifest.csv: row 3, column 'caption': caption 2 is empty``.
+
+    Example::
+
+        clean = validate_manifest(pd.DataFrame({"id": ["a"], "split": ["train"], "caption": ["a chorale"]}))
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise ManifestError(f"{source}: a manifest must be a table (DataFrame), got {type(df).__name__}")
+    columns = [str(c) for c in df.columns]
+    if len(set(columns)) != len(columns):
+        dupes = sorted({c for c in columns if columns.count(c) > 1})
+        raise ManifestError(f"{source}: duplicate column names {dupes}")
+    for col in REQUIRED_COLUMNS:
+        if col not in columns:
+            raise ManifestError(f"{source}: missing required column {col!r} (columns: {', '.join(columns)})")
+    if not any(col in columns for col in MODALITY_COLUMNS):
+        raise ManifestError(f"{source}: needs at least one of the columns 'audio', 'image', 'caption'")
+    df = df.copy()
+    df.columns = columns
+    n = len(df)
+    base = Path(base_dir) if base_dir is not None else None
+
+    ids, splits = [], []
+    media: dict[str, list[str | None]] = {col: [] for col in MEDIA_COLUMNS}
+    captions: list[list[str]] = []
+    first_row: dict[str, int] = {}
+    get = {col: (df[col].tolist() if col in df.columns else [None] * n) for col in CORE_COLUMNS}
+    for i in range(n):
+        row = i + 1
+
+        def fail(col: str, what: str, row: int = row) -> ManifestError:
+            return ManifestError(f"{source}: row {row}, column {col!r}: {what}")
+
+        item_id = _text_cell(get["id"][i], integral_floats=True)
+        if not item_id:
+            raise fail("id", "missing id")
+        if item_id in first_row:
+            raise fail("id", f"duplicate id {item_id!r} (first in row {first_row[item_id]})")
+        first_row[item_id] = row
+        split = _text_cell(get["split"][i])
+        if not split:
+            raise fail("split", "missing split")
+        ids.append(item_id)
+        splits.append(split)
+        for col in MEDIA_COLUMNS:
+            value = get[col][i]
+            if _is_missing(value):
+                media[col].append(None)
+                continue
+            if not isinstance(value, (str, os.PathLike)):
+                raise fail(col, f"expected a file path, got {type(value).__name__}")
+            value = os.fspath(value).strip()
+            if not value:
+                media[col].append(None)
+                continue
+            if "\n" in value or "\x00" in value:
+                raise fail(col, "a path cannot contain line breaks or NUL characters")
+            if base is not None and "://" not in value and not os.path.isabs(os.path.expanduser(value)):
+                value = os.path.normpath(base / value)
+            if check_files and "://" not in value and not os.path.isfile(value):
+                raise fail(col, f"file not found: {value}")
+            media[col].append(value)
+        try:
+            caps = _caption_cell(get["caption"][i])
+        except ValueError as err:
+            raise fail("caption", str(err)) from None
+        captions.append(caps)
+        if media["audio"][-1] is None and media["image"][-1] is None and not caps:
+            raise ManifestError(
+                f"{source}: row {row}: no audio, image or caption; an item needs at least one"
+            )
+
+    out = pd.DataFrame(index=pd.RangeIndex(n))
+    out["id"] = pd.Series(ids, dtype=object).astype(str) if n else pd.Series([], dtype=str)
+    out["split"] = pd.Series(splits, dtype=object).astype(str) if n else pd.Series([], dtype=str)
+    for col in MEDIA_COLUMNS:
+        out[col] = pd.Series(media[col], dtype=object)
+    out["caption"] = pd.Series(captions, dtype=object)
+    for col in df.columns:
+        if col not in CORE_COLUMNS:
+            out[col] = df[col].reset_index(drop=True)
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def iter_items(df: pd.DataFrame) -> Iterable[dict[str, Any]]:
+    """Rows of a manifest as plain dicts (``caption`` a list, missing media ``None``)."""
+    yield from df.to_dict(orient="records")
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _text_cell(value: Any, *, integral_floats: bool = False) -> str:
+    """A stripped string from a cell; '' when missing. Integral floats (3.0 from a NaN-holed int
+    column) become '3' so ids stay stable across formats."""
+    if _is_missing(value):
+        return ""
+    if isinstance(value, (float, np.floating)) and integral_floats and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (np.integer,)):
+        return str(int(value))
+    return str(value).strip()
+
+
+def _caption_cell(value: Any) -> list[str]:
+    """One cell of the caption column as a list of captions; ValueError says what is wrong."""
+    if isinstance(value, np.ndarray):  # Parquet list columns come back as arrays
+        value = value.tolist()
+    if isinstance(value, tuple):
+        value = list(value)
+    if not isinstance(value, list) and _is_missing(value):
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"not a valid JSON list of captions ({err.msg} at char {err.pos})") from None
+            if not isinstance(value, list):
+                raise ValueError("expected a JSON list of captions")
+        else:
+            return [text]
+    if not isinstance(value, list):
+        raise ValueError(f"expected a caption string or a list of them, got {type(value).__name__}")
+    out = []
+    for j, cap in enumerate(value, start=1):
+        if not isinstance(cap, str):
+            raise ValueError(f"caption {j} is a {type(cap).__name__}, not a string")
+        cap = cap.strip()
+        if not cap:
+            raise ValueError(f"caption {j} is empty")
+        out.append(cap)
+    return out
+
+
+def _relative_to(value: str | None, base: Path) -> str | None:
+    if value is None or "://" in value or not os.path.isabs(value):
+        return value
+    try:
+        return Path(value).relative_to(base).as_posix()
+    except ValueError:
+        return value
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(
+            path,
+            dtype={col: str for col in CORE_COLUMNS},
+            keep_default_na=False,  # 'NA' or 'null' can be a real id or caption; only empty cells are missing
+            na_values=[""],
+            encoding="utf-8-sig",  # spreadsheets often write a byte-order mark
+        )
+    except pd.errors.EmptyDataError:
+        raise ManifestError(f"{path.name}: the file is empty (no header row)") from None
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"{path.name}: not UTF-8 text (byte {err.start}); save the CSV as UTF-8") \
+            from None
+    except Exception as err:
+        raise ManifestError(f"{path.name}: cannot parse CSV: {' '.join(str(err).split())}") from None
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    records = []
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            for line_no, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ManifestError(
+                        f"{path.name}: line {line_no} (row {len(records) + 1}): invalid JSON ({err.msg})"
+                    ) from None
+                if not isinstance(record, dict):
+                    raise ManifestError(
+                        f"{path.name}: line {line_no} (row {len(records) + 1}): expected a JSON object"
+                    )
+                records.append(record)
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"{path.name}: not UTF-8 text (byte {err.start})") from None
+    if not records:
+        return pd.DataFrame(columns=list(CORE_COLUMNS))
+    columns: dict[str, None] = {}
+    for record in records:
+        columns.update(dict.fromkeys(record))
+    # Built column by column as objects so that lists and dicts stay as they are.
+    frame = pd.DataFrame({c: pd.Series([r.get(c) for r in records], dtype=object) for c in columns})
+    for col in frame.columns:
+        if col not in CORE_COLUMNS:  # metadata: numbers back to numeric columns
+            frame[col] = frame[col].infer_objects()
+    return frame
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_parquet(path)
+    except Exception as err:
+        raise ManifestError(f"{path.name}: cannot read Parquet: {' '.join(str(err).split())[:200]}") from None
+    df.attrs = {}
+    return df
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    out = df.copy()
+    out["caption"] = [json.dumps(c, ensure_ascii=False) for c in out["caption"]]
+    for col in out.columns:
+        if col in CORE_COLUMNS or out[col].dtype != object:
+            continue
+        out[col] = [json.dumps(v, ensure_ascii=False, default=_json_default)
+                    if isinstance(v, (dict, list, tuple, np.ndarray)) else v for v in out[col]]
+    out.to_csv(path, index=False, encoding="utf-8")
+
+
+def _write_jsonl(df: pd.DataFrame, path: Path) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for record in df.to_dict(orient="records"):
+            clean = {k: _json_value(v) for k, v in record.items()}
+            fh.write(json.dumps(clean, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (pd.Timestamp,)):
+        return value.isoformat()
+    return str(value)  # anything else (dates, decimals, paths) as its text
