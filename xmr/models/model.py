@@ -1,0 +1,259 @@
+"""The model: one tower + projection head per modality into one L2-normalised D-dim space."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from xmr.errors import InputError
+from xmr.models import _media
+from xmr.models.config import ModelConfig
+from xmr.models.heads import build_head
+from xmr.models.towers import build_tower
+
+
+def _in_chans(cfg: ModelConfig, modality: str) -> int:
+    if modality == "audio":
+        return 2 if cfg.spectrogram.kind == "stft" else 1
+    if modality == "image":
+        return 1 if cfg.image_preprocessing.mode == "L" else 3
+    return 0
+
+
+class XmrModel(nn.Module):
+    """Encoders for audio, images and text into one shared space.
+
+    Two ways in:
+      * :meth:`encode` for users: raw inputs (waveforms or audio paths, PIL images or image paths,
+        strings) -> ``np.ndarray`` float32 ``(N, D)``, L2-normalised, no gradient.
+      * :meth:`embed` for training: prepared batch tensors (see :meth:`prepare`) -> torch
+        ``(B, D)`` normalised embeddings with gradient.
+
+    Args:
+        cfg: the model config (towers, embed_dim, preprocessing).
+
+    Example:
+        >>> model = xmr.models.create_model("demo")  # doctest: +SKIP
+        >>> model.encode("text", ["a reel on fiddle"]).shape  # doctest: +SKIP
+        (1, 256)
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.towers = nn.ModuleDict()
+        self.heads = nn.ModuleDict()
+        for m in cfg.modalities:
+            tcfg = cfg.tower(m)
+            if not tcfg.store_weights and tcfg.kind != "hf_text":
+                raise InputError(f"store_weights=False is only for text towers loaded from a folder ({m})")
+            tower = build_tower(tcfg, in_chans=_in_chans(cfg, m))
+            self.towers[m] = tower
+            self.heads[m] = build_head(
+                tcfg.head, tower.out_dim, cfg.embed_dim, hidden=tcfg.head_hidden, dropout=tcfg.dropout
+            )
+        if "audio" in cfg.modalities:
+            self._materialise_lazy()
+        for m in cfg.modalities:
+            self.set_frozen(m, cfg.tower(m).frozen)
+        self._fingerprint: str | None = None
+
+    # ----- attributes of the public contract -----------------------------------------------------
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.config.modalities
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def audio_window_seconds(self) -> float:
+        return self.config.audio_window_seconds
+
+    @property
+    def audio_window_samples(self) -> int:
+        return int(round(self.config.audio_window_seconds * self.config.sample_rate))
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the model config and weights (set on load; computed for a fresh model)."""
+        if self._fingerprint is None:
+            from xmr.models.checkpoint import compute_fingerprint
+
+            return compute_fingerprint(self)
+        return self._fingerprint
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def external_prefixes(self) -> list[str]:
+        """State-dict prefixes whose weights are not stored in checkpoints (taken from a package)."""
+        return [f"towers.{m}.backbone." for m in self.modalities if not self.config.tower(m).store_weights]
+
+    # ----- freezing ---------------------------------------------------------------------------------
+    def set_frozen(self, modality: str, frozen: bool) -> None:
+        """Freeze (or release) a tower's backbone and head; a frozen tower also stays in eval mode
+        (no dropout or BatchNorm updates), so that it is a fixed target as 3CMLF's teacher (§II-E)."""
+        self._check(modality)
+        for module in (self.towers[modality], self.heads[modality]):
+            for p in module.parameters():
+                p.requires_grad_(not frozen)
+        self._frozen = getattr(self, "_frozen", {})
+        self._frozen[modality] = frozen
+        self.train(self.training)
+
+    def is_frozen(self, modality: str) -> bool:
+        return self._frozen.get(modality, False)
+
+    def train(self, mode: bool = True) -> XmrModel:
+        super().train(mode)
+        for m, frozen in getattr(self, "_frozen", {}).items():
+            if frozen:
+                self.towers[m].eval()
+                self.heads[m].eval()
+        return self
+
+    # ----- preparation of raw inputs ------------------------------------------------------------------
+    def _check(self, modality: str) -> None:
+        if modality not in self.modalities:
+            raise InputError(f"this model has no {modality!r} encoder (it has {', '.join(self.modalities)})")
+
+    def _materialise_lazy(self) -> None:
+        # LazyBatchNorm (PANNs bn0) needs one forward to know its size; do it at build time so that
+        # state dicts are complete before any checkpoint is written or loaded.
+        with torch.no_grad():
+            was = self.training
+            self.eval()
+            self.towers["audio"](self.features_input("audio", torch.zeros(1, self.audio_window_samples)))
+            self.train(was)
+
+    def fit_audio(self, wave: np.ndarray) -> np.ndarray:
+        """Crop (from the start) or zero-pad a mono waveform to the model's audio window."""
+        n = self.audio_window_samples
+        if wave.shape[0] >= n:
+            return wave[:n]
+        return np.pad(wave, (0, n - wave.shape[0]))
+
+    def prepare(self, modality: str, inputs: Sequence[Any]) -> Any:
+        """Raw inputs -> the batch :meth:`embed` takes.
+
+        audio: waveforms (1-D arrays at ``sample_rate``) or paths -> ``(B, T)`` float tensor of the
+        window length; image: PIL images, arrays or paths -> ``(B, C, H, W)`` in [0, 1];
+        text: strings -> the tokenizer's dict (``input_ids``, ``attention_mask``).
+        """
+        self._check(modality)
+        if (
+            isinstance(inputs, (str, Path))
+            or not isinstance(inputs, Sequence)
+            and not isinstance(inputs, np.ndarray)
+        ):
+            raise InputError(f"encode({modality!r}, ...) takes a list of inputs")
+        if modality == "audio":
+            waves = []
+            for x in inputs:
+                if isinstance(x, np.ndarray) and x.dtype != object:
+                    w = np.asarray(x, dtype=np.float32)
+                    if w.ndim != 1 or w.size == 0 or not np.isfinite(w).all():
+                        raise InputError("an audio waveform must be a non-empty finite 1-D array")
+                elif isinstance(x, torch.Tensor):
+                    w = x.detach().cpu().float().numpy()
+                else:
+                    w = _media.load_audio(x, sample_rate=self.sample_rate)
+                waves.append(self.fit_audio(w))
+            return torch.from_numpy(np.stack(waves).astype(np.float32))
+        if modality == "image":
+            cfg = self.config.image_preprocessing
+            imgs = []
+            for x in inputs:
+                img = _media.load_image(x, max_pixels=cfg.max_pixels)
+                imgs.append(_media.prepare_image(img, cfg))
+            return torch.stack(imgs)
+        texts = [_media.normalize_text(t).text for t in inputs]
+        return self.tokenize(texts)
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Tokenise captions with the text tower's tokenizer (padding, truncation to text_max_length)."""
+        self._check("text")
+        tok = self.towers["text"].tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.config.text_max_length,
+            return_tensors="pt",
+        )
+        return {"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"]}
+
+    # ----- forward ------------------------------------------------------------------------------------
+    def features_input(self, modality: str, batch: Any) -> Any:
+        """What the tower sees: audio waveforms become spectrograms here (on the model's device)."""
+        if modality == "audio":
+            wave = batch if batch.dim() == 2 else batch.reshape(batch.shape[0], -1)  # (B, T)
+            with torch.autocast(device_type=wave.device.type, enabled=False):
+                return _media.compute_features(wave.float(), self.config.spectrogram)  # (B, C, F, frames)
+        return batch
+
+    def embed(self, modality: str, batch: Any, *, normalize: bool = True) -> torch.Tensor:
+        """Prepared batch -> ``(B, D)`` embeddings with gradient (L2-normalised unless told not to).
+
+        Args:
+            modality: ``"audio"`` (``(B, T)`` waveforms), ``"image"`` (``(B, C, H, W)``) or
+                ``"text"`` (tokenizer dict or a list of strings).
+            batch: the prepared batch, on the model's device.
+            normalize: L2-normalise the output.
+        """
+        self._check(modality)
+        if modality == "text" and isinstance(batch, (list, tuple)):
+            batch = {k: v.to(self.device) for k, v in self.tokenize(list(batch)).items()}
+        feats = self.towers[modality](self.features_input(modality, batch))  # (B, F)
+        z = self.heads[modality](feats)  # (B, D)
+        return nn.functional.normalize(z, dim=-1) if normalize else z
+
+    forward_features = embed
+
+    def forward(self, modality: str, batch: Any) -> torch.Tensor:
+        return self.embed(modality, batch)
+
+    @torch.no_grad()
+    def encode(self, modality: str, inputs: Sequence[Any], batch_size: int = 32) -> np.ndarray:
+        """Raw inputs -> float32 ``(N, D)`` L2-normalised embeddings (eval mode, no gradient).
+
+        Args:
+            modality: ``"audio"``, ``"image"`` or ``"text"``.
+            inputs: waveforms at ``model.sample_rate`` or audio paths (cropped or padded to
+                ``audio_window_seconds``; window longer audio yourself) / PIL images or image
+                paths / strings.
+            batch_size: items per forward pass.
+
+        Example:
+            >>> model.encode("audio", [np.zeros(16000, np.float32)]).shape  # doctest: +SKIP
+            (1, 256)
+        """
+        self._check(modality)
+        items = list(inputs)
+        if not items:
+            return np.zeros((0, self.embed_dim), dtype=np.float32)
+        was = self.training
+        self.eval()
+        try:
+            out = []
+            for start in range(0, len(items), max(1, int(batch_size))):
+                batch = self.prepare(modality, items[start : start + batch_size])
+                if isinstance(batch, dict):
+                    batch = {k: v.to(self.device) for k, v in batch.items()}
+                else:
+                    batch = batch.to(self.device)
+                out.append(self.embed(modality, batch).float().cpu())
+        finally:
+            self.train(was)
+        return torch.cat(out).numpy().astype(np.float32, copy=False)

@@ -1,0 +1,176 @@
+"""Models by name: registered functions return a :class:`ModelConfig`; ``create_model`` builds it.
+
+Variants are config deltas, not copied classes (as timm's ``@register_model``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from xmr.errors import InputError
+from xmr.models._media import ImageConfig, SpectrogramConfig
+from xmr.models.config import TEXT_SOURCE_PACKAGE, ModelConfig, TowerConfig
+
+MODELS: dict[str, Callable[[], ModelConfig]] = {}
+
+
+def register_model(fn: Callable[[], ModelConfig] | None = None, *, name: str | None = None):
+    """Decorator: register a function returning a :class:`ModelConfig` under its name
+    (underscores become dashes: ``demo_small`` -> ``"demo-small"``)."""
+
+    def deco(f: Callable[[], ModelConfig]):
+        key = name or f.__name__.replace("_", "-")
+        MODELS[key] = f
+        return f
+
+    return deco(fn) if fn is not None else deco
+
+
+def list_models() -> list[str]:
+    """Registered model names, sorted."""
+    return sorted(MODELS)
+
+
+def get_model_config(name: str, **overrides: Any) -> ModelConfig:
+    """The config registered under ``name`` with dotted-key overrides (``audio.backbone="..."``)."""
+    if name not in MODELS:
+        raise InputError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    cfg = MODELS[name]()
+    cfg.name = name
+    return cfg.with_overrides(**overrides) if overrides else cfg
+
+
+def create_model(name_or_cfg: str | ModelConfig | dict, **overrides: Any):
+    """Build an untrained :class:`~xmr.models.model.XmrModel` from a registry name, a config or a dict.
+
+    Args:
+        name_or_cfg: a registered name (see :func:`list_models`), a :class:`ModelConfig`, or its dict.
+        overrides: dotted-key config overrides, e.g. ``create_model("demo", embed_dim=128)``.
+
+    Example:
+        >>> model = create_model("demo", **{"audio.backbone": "efficientnet_b0"})  # doctest: +SKIP
+    """
+    from xmr.models.model import XmrModel
+
+    if isinstance(name_or_cfg, str):
+        cfg = get_model_config(name_or_cfg, **overrides)
+    elif isinstance(name_or_cfg, ModelConfig):
+        cfg = name_or_cfg.with_overrides(**overrides) if overrides else name_or_cfg
+    elif isinstance(name_or_cfg, dict):
+        cfg = ModelConfig.from_dict(name_or_cfg)
+        cfg = cfg.with_overrides(**overrides) if overrides else cfg
+    else:
+        raise InputError(
+            f"create_model takes a name, a ModelConfig or a dict, not {type(name_or_cfg).__name__}"
+        )
+    return XmrModel(cfg)
+
+
+# ---- registered models ---------------------------------------------------------------------------
+
+_LOGMEL = dict(sample_rate=16000, kind="logmel", n_fft=1024, win_length=1024, hop_length=320, n_mels=64)
+_SCORE_IMAGE = dict(size=(128, 384), mode="L", resize="pad")
+
+
+def _minilm(frozen: bool = True) -> TowerConfig:
+    # The offline default; frozen and not stored in checkpoints (the weights ship in the package).
+    return TowerConfig(
+        kind="hf_text",
+        backbone=TEXT_SOURCE_PACKAGE,
+        pooling="mean",
+        head="mlp",
+        frozen=frozen,
+        store_weights=not frozen,
+    )
+
+
+def _demo(backbone: str, **kw: Any) -> ModelConfig:
+    return ModelConfig(
+        embed_dim=256,
+        audio=TowerConfig(kind="timm", backbone=backbone, head="linear"),
+        image=TowerConfig(kind="timm", backbone=backbone, head="linear"),
+        text=_minilm(),
+        spectrogram=SpectrogramConfig(**_LOGMEL),
+        image_preprocessing=ImageConfig(**_SCORE_IMAGE),
+        sample_rate=16000,
+        audio_window_seconds=10.0,
+        text_max_length=64,
+        **kw,
+    )
+
+
+@register_model
+def demo() -> ModelConfig:
+    """Audio (log-mel) and score-image MobileNetV3-L towers + frozen all-MiniLM-L6-v2 text; ~35 MB stored."""
+    return _demo("mobilenetv3_large_100")
+
+
+@register_model
+def demo_small() -> ModelConfig:
+    """As ``demo`` with MobileNetV3-S towers (fastest on a CPU)."""
+    return _demo("mobilenetv3_small_100")
+
+
+@register_model
+def demo_effnet() -> ModelConfig:
+    """As ``demo`` with EfficientNet-B0 towers (~33 MB stored)."""
+    return _demo("efficientnet_b0")
+
+
+@register_model
+def demo_resnet18() -> ModelConfig:
+    """As ``demo`` with ResNet-18 towers (~90 MB stored: above the bundled-checkpoint budget)."""
+    return _demo("resnet18")
+
+
+@register_model
+def panns_cnn10_minilm() -> ModelConfig:
+    """3CMLF-style audio-text model (seed 004 §II-C/D): PANNs CNN10 on 64-bin log-mel (window 1024,
+    hop 320) with an MLP head, MiniLM text with an MLP head (trainable), image MobileNetV3-L."""
+    cfg = _demo("mobilenetv3_large_100")
+    cfg.audio = TowerConfig(kind="panns", backbone="cnn10", head="mlp")
+    cfg.text = _minilm(frozen=False)
+    return cfg
+
+
+@register_model
+def scfem_stft() -> ModelConfig:
+    """Seed 003's inputs: complex STFT (real/imag channels, 1025 bins, hop 512; ~3 s crops at
+    44.1 kHz) and 256x256 RGB images into EfficientNet-B0 towers, D = 256."""
+    return ModelConfig(
+        embed_dim=256,
+        audio=TowerConfig(kind="timm", backbone="efficientnet_b0"),
+        image=TowerConfig(kind="timm", backbone="efficientnet_b0"),
+        text=_minilm(),
+        spectrogram=SpectrogramConfig(
+            sample_rate=44100, kind="stft", n_fft=2048, win_length=2048, hop_length=512, n_mels=64
+        ),
+        image_preprocessing=ImageConfig(size=(256, 256), mode="RGB", resize="stretch"),
+        sample_rate=44100,
+        audio_window_seconds=3.0,
+    )
+
+
+def _online_text(backbone: str, arch: str, pooling: str) -> ModelConfig:
+    cfg = _demo("mobilenetv3_large_100")
+    cfg.text = TowerConfig(kind="hf_text", backbone=backbone, arch=arch, pooling=pooling, head="mlp")
+    return cfg
+
+
+@register_model
+def demo_bert() -> ModelConfig:
+    """Online: BERT-base ([CLS] pooling as 3CMLF §II-D) from the hub, trainable, stored."""
+    return _online_text("bert-base-uncased", "auto", "cls")
+
+
+@register_model
+def demo_clip_text() -> ModelConfig:
+    """Online: the text tower of CLIP ViT-B/32 from the hub (end-of-text pooled output)."""
+    return _online_text("openai/clip-vit-base-patch32", "clip_text", "pooler")
+
+
+@register_model
+def demo_clap_text() -> ModelConfig:
+    """Online: the text tower of LAION CLAP from the hub (pooled output)."""
+    return _online_text("laion/clap-htsat-unfused", "clap_text", "pooler")
