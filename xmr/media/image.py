@@ -189,11 +189,14 @@ def resize_image(img, *, size: tuple[int, int], policy: str = "pad", fill: int =
     if policy == "stretch":
         return img.resize((out_w, out_h), resample)
     if policy == "crop":
-        scale = max(out_w / w, out_h / h)
-        new_w, new_h = max(out_w, round(w * scale)), max(out_h, round(h * scale))
-        scaled = img.resize((new_w, new_h), resample)
-        left, top = (new_w - out_w) // 2, (new_h - out_h) // 2
-        return scaled.crop((left, top, left + out_w, top + out_h))
+        # Cut the centre region of the target's aspect ratio first, then resize it: nothing from
+        # outside the kept region bleeds in through the resampling filter.
+        if w * out_h > h * out_w:  # wider than the target
+            box_w, box_h = max(1, round(h * out_w / out_h)), h
+        else:
+            box_w, box_h = w, max(1, round(w * out_h / out_w))
+        left, top = (w - box_w) // 2, (h - box_h) // 2
+        return img.crop((left, top, left + box_w, top + box_h)).resize((out_w, out_h), resample)
     scale = min(out_w / w, out_h / h)
     new_w, new_h = max(1, min(out_w, round(w * scale))), max(1, min(out_h, round(h * scale)))
     scaled = img.resize((new_w, new_h), resample)
