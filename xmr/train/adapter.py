@@ -1,0 +1,199 @@
+"""What the trainer needs from a model, on top of :class:`xmr.models.model.XmrModel`.
+
+* builds the model from the config's ``model`` mapping (a registered ``name`` plus dotted overrides,
+  or a full model config);
+* freezing per tower with the projection head optionally left trainable;
+* for a frozen text tower, caches its pooled features per caption string (the tower is a fixed
+  function, so running MiniLM once per caption instead of once per step saves most of a CPU run;
+  only the projection head then trains on them);
+* embedding of a training :class:`~xmr.train.data.Batch` (or some of its rows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from xmr.errors import InputError
+
+
+def build_model_from_config(model_cfg: dict[str, Any]):
+    """``{"name": "demo-small", "embed_dim": 128, "audio.backbone": "..."}`` or a full model config
+    (``{"audio": {...}, "image": {...}, ...}``) -> an untrained XmrModel."""
+    from xmr.models.registry import create_model
+
+    cfg = dict(model_cfg or {})
+    name = cfg.pop("name", None)
+    if name and name != "custom":
+        flat = _flatten(cfg)
+        return create_model(name, **flat)
+    return create_model(cfg)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        # Tower-level option dicts stay whole (timm kwargs such as drop_rate).
+        if isinstance(v, dict) and not key.endswith("options"):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+class ModelAdapter:
+    """The model as the trainer uses it (see the module docstring)."""
+
+    def __init__(self, model, *, modalities: tuple[str, ...], device):
+        self.model = model
+        self.unwrapped = model
+        self.modalities = modalities
+        self.device = device
+        self._text_cache: dict[str, Any] = {}
+        self._text_cache_file: Path | None = None
+        self._frozen: set[str] = set()
+        missing = set(modalities) - set(model.modalities)
+        if missing:
+            raise InputError(f"the model has no tower for {', '.join(sorted(missing))}")
+
+    @classmethod
+    def create(cls, model_cfg: dict[str, Any], *, modalities: tuple[str, ...], device) -> ModelAdapter:
+        model = build_model_from_config(model_cfg).to(device)
+        return cls(model, modalities=modalities, device=device)
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def embed_dim(self) -> int:
+        return int(self.unwrapped.embed_dim)
+
+    @property
+    def audio_samples(self) -> int:
+        return int(round(self.unwrapped.audio_window_seconds * self.unwrapped.sample_rate))
+
+    def preprocessing(self) -> dict[str, Any]:
+        cfg = self.unwrapped.config
+        pre = cfg.image_preprocessing
+        return {"sample_rate": int(cfg.sample_rate), "image_size": tuple(int(x) for x in pre.size),
+                "image_mode": pre.mode, "image_resize": pre.resize}
+
+    # ------------------------------------------------------------------ freezing
+    def set_frozen(self, frozen: list[str], *, heads: bool = False) -> None:
+        """Freeze the listed towers (and their heads only if ``heads``); config-frozen towers stay frozen."""
+        model = self.unwrapped
+        cfg_frozen = {m for m in model.modalities if model.config.tower(m).frozen}
+        for m in model.modalities:
+            want = m in frozen or m in cfg_frozen
+            model.set_frozen(m, want)
+            if want and not heads:
+                for p in model.heads[m].parameters():
+                    p.requires_grad_(True)
+        self._frozen = {m for m in model.modalities if m in frozen or m in cfg_frozen}
+
+    def set_trainable(self, modality: str, trainable: bool, *, heads: bool = True) -> None:
+        """Switch one tower (and its head) on or off, as the 3CMLF stages do."""
+        model = self.unwrapped
+        model.set_frozen(modality, not trainable)
+        if not trainable and not heads:
+            for p in model.heads[modality].parameters():
+                p.requires_grad_(True)
+        if trainable:
+            self._frozen.discard(modality)
+        else:
+            self._frozen.add(modality)
+
+    def train_mode(self) -> None:
+        self.unwrapped.train(True)  # frozen towers stay in eval mode (XmrModel.train)
+
+    def convert_sync_batchnorm(self):
+        import torch
+
+        self.unwrapped = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.unwrapped)
+        self.model = self.unwrapped
+        return self.model
+
+    # ------------------------------------------------------------------ text feature cache
+    def _text_tower_fixed(self) -> bool:
+        model = self.unwrapped
+        tower = model.towers["text"] if "text" in model.modalities else None
+        return tower is not None and not any(p.requires_grad for p in tower.parameters())
+
+    def cache_text_features(self, captions: list[list[str]], *, cache_dir: str | Path | None = None,
+                            progress: bool = False) -> int:
+        """Pre-compute the frozen text tower's features of every caption; returns how many are cached.
+
+        Does nothing when the text tower trains. With ``cache_dir`` the features persist across
+        runs in a file named by the tower's source and the model's text settings.
+        """
+        import torch
+
+        if not self._text_tower_fixed():
+            return 0
+        unique = sorted({c for caps in captions for c in caps})
+        if cache_dir is not None:
+            model = self.unwrapped
+            key = hashlib.sha1(repr((model.config.tower("text").backbone, model.config.text_max_length,
+                                     model.config.tower("text").pooling)).encode()).hexdigest()[:12]
+            self._text_cache_file = Path(cache_dir) / f"text-features-{key}.pt"
+            if self._text_cache_file.exists() and not self._text_cache:
+                self._text_cache = torch.load(self._text_cache_file, weights_only=True)
+        missing = [c for c in unique if c not in self._text_cache]
+        if missing:
+            self._compute_text(missing, progress=progress)
+            if self._text_cache_file is not None:
+                self._text_cache_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self._text_cache_file.with_name(self._text_cache_file.name + ".tmp")
+                torch.save(self._text_cache, tmp)
+                tmp.replace(self._text_cache_file)
+        return len(self._text_cache)
+
+    def _compute_text(self, texts: list[str], *, progress: bool = False, batch_size: int = 128) -> None:
+        import torch
+        from tqdm import tqdm
+
+        model = self.unwrapped
+        tower = model.towers["text"]
+        was = tower.training
+        tower.eval()
+        with torch.no_grad():
+            for start in tqdm(range(0, len(texts), batch_size), desc="text features", disable=not progress):
+                chunk = texts[start:start + batch_size]
+                tokens = {k: v.to(self.device) for k, v in model.tokenize(chunk).items()}
+                feats = tower(tokens).float().cpu()
+                for t, f in zip(chunk, feats, strict=True):
+                    self._text_cache[t] = f.clone()
+        tower.train(was)
+
+    def clear_caches(self) -> None:
+        self._text_cache = {}
+
+    # ------------------------------------------------------------------ embedding
+    def embed(self, modality: str, batch, *, rows: slice | None = None):
+        """Embed one modality of a training batch (optionally only ``rows``) -> (B, D) with grad."""
+        import torch
+
+        model = self.unwrapped
+        if modality == "text":
+            texts = batch.text[rows] if rows is not None else batch.text
+            return self.embed_text(texts)
+        x = getattr(batch, modality)
+        if rows is not None:
+            x = x[rows]
+        return model.embed(modality, x.to(self.device, non_blocking=True), normalize=True) if isinstance(
+            x, torch.Tensor) else model.embed(modality, x)
+
+    def embed_text(self, texts: list[str]):
+        """Captions -> (B, D); through the feature cache when the text tower is frozen."""
+        import torch
+
+        model = self.unwrapped
+        if self._text_tower_fixed():
+            missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
+            if missing:
+                self._compute_text(missing)
+            feats = torch.stack([self._text_cache[t] for t in texts]).to(self.device)
+            z = model.heads["text"](feats)
+            return torch.nn.functional.normalize(z, dim=-1)
+        tokens = {k: v.to(self.device) for k, v in model.tokenize(list(texts)).items()}
+        return model.embed("text", tokens)

@@ -1,0 +1,245 @@
+"""Typed training configuration, loaded from YAML with ``--set key=value`` overrides.
+
+A config file has five sections (all optional except ``data.manifest``)::
+
+    seed: 0
+    model: {name: tiny}            # passed to xmr.models.create_model (a registered name + overrides)
+    loss: {name: infonce}          # passed to xmr.train.losses.build_loss
+    curriculum: null               # passed to xmr.train.curriculum (3CMLF), or null for random batches
+    data: {manifest: ..., batch_size: 32, ...}
+    optim: {lr: 1e-3, warmup_steps: 100, ...}
+    train: {steps: 1000, eval_every: 200, ...}
+
+``model``, ``loss`` and ``curriculum`` are free-form mappings owned by the code that builds them;
+``data``, ``optim`` and ``train`` are the dataclasses below, so that a typo in a key is an error
+rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xmr.errors import InputError
+
+
+@dataclass
+class DataConfig:
+    """Where the items come from and how a training batch is made.
+
+    Args:
+        manifest: manifest file (CSV/JSONL/Parquet) with id, split, audio, image, caption.
+        train_split / val_split: split names used for training and for the evaluation hook.
+        modalities: modalities to train on (a subset of audio, image, text).
+        batch_size: the *global* batch size (summed over processes and accumulation sub-batches).
+        caption_choice: "random" picks one of an item's captions per step, "first" always the first.
+        random_crop: random audio crops in training (seed 003); otherwise the centre crop.
+        affine: random affine augmentation of images (seed 003: rotation ±25°, translation 0.15,
+            scale 0.75-1.25).
+        cache_dir: folder for decoded/precomputed features (npy), reused across runs; default
+            ``<out>/cache``.
+        max_items: use at most this many training items (smoke runs).
+        val_max_items: evaluate on at most this many validation items.
+    """
+
+    manifest: str = ""
+    train_split: str = "train"
+    val_split: str = "val"
+    modalities: list[str] = field(default_factory=lambda: ["audio", "image", "text"])
+    batch_size: int = 32
+    caption_choice: str = "random"
+    random_crop: bool = True
+    affine: bool = False
+    affine_degrees: float = 25.0
+    affine_translate: float = 0.15
+    affine_scale: list[float] = field(default_factory=lambda: [0.75, 1.25])
+    cache_dir: str | None = None
+    max_items: int | None = None
+    val_max_items: int | None = 1000
+    loader_workers: int = 0
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay to ``lr * min_lr_ratio``.
+
+    Norm weights, biases, temperatures (any parameter with fewer than 2 dimensions or a name
+    containing ``temperature``/``logit_scale``) get no weight decay, as CLIP training does.
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-6
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.0
+    clip_grad: float | None = 1.0
+
+
+@dataclass
+class LoopConfig:
+    """Length of the run and what happens along the way.
+
+    Args:
+        steps: optimizer steps.
+        accum_steps: sub-batches per step; all sub-batches stay negatives of each other (GradCache).
+        amp: "off", "bf16", "fp16", or "auto" (bf16 on CUDA when supported, else fp16; off on CPU).
+        device: "auto" (CUDA when available), "cpu" or "cuda".
+        eval_every / ckpt_every / log_every: intervals in steps (0 = never; a final eval and checkpoint
+            are always written).
+        freeze: towers whose weights are never trained (e.g. ["text"]); their projection heads stay
+            trainable unless ``freeze_heads`` is true.
+        num_threads: torch CPU threads (0 = leave torch's default).
+        progress: show a tqdm bar on rank 0.
+    """
+
+    steps: int = 1000
+    accum_steps: int = 1
+    amp: str = "auto"
+    device: str = "auto"
+    eval_every: int = 0
+    ckpt_every: int = 0
+    log_every: int = 10
+    freeze: list[str] = field(default_factory=list)
+    freeze_heads: bool = False
+    cache_frozen_text: bool = True
+    num_threads: int = 0
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """The whole training configuration (see the module docstring for the file layout)."""
+
+    seed: int = 0
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "tiny"})
+    loss: dict[str, Any] = field(default_factory=lambda: {"name": "infonce"})
+    curriculum: dict[str, Any] | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (saved into checkpoints and the training report)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """Build from a mapping; unknown keys in the typed sections raise :class:`InputError`."""
+        raw = dict(raw or {})
+        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise InputError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+        kwargs: dict[str, Any] = {}
+        for name, sub in (("data", DataConfig), ("optim", OptimConfig), ("train", LoopConfig)):
+            kwargs[name] = _build(sub, raw.get(name) or {}, name)
+        if "seed" in raw:
+            kwargs["seed"] = int(raw["seed"])
+        if raw.get("model") is not None:
+            kwargs["model"] = dict(raw["model"])
+        if raw.get("loss") is not None:
+            kwargs["loss"] = dict(raw["loss"])
+        kwargs["curriculum"] = dict(raw["curriculum"]) if raw.get("curriculum") else None
+        cfg = cls(**kwargs)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` on settings that cannot work."""
+        if not self.data.manifest:
+            raise InputError("config: data.manifest is required")
+        bad = set(self.data.modalities) - {"audio", "image", "text"}
+        if bad or len(self.data.modalities) < 2:
+            raise InputError(f"config: data.modalities must be two or more of audio/image/text, got "
+                             f"{self.data.modalities}")
+        if self.data.batch_size < 2:
+            raise InputError("config: data.batch_size must be at least 2")
+        if self.train.accum_steps < 1 or self.data.batch_size % self.train.accum_steps:
+            raise InputError("config: data.batch_size must be a multiple of train.accum_steps")
+        if self.train.amp not in ("off", "bf16", "fp16", "auto"):
+            raise InputError(f"config: train.amp must be off/bf16/fp16/auto, got {self.train.amp!r}")
+        if self.train.steps < 1:
+            raise InputError("config: train.steps must be positive")
+        if self.data.caption_choice not in ("random", "first"):
+            raise InputError("config: data.caption_choice must be random or first")
+
+
+def _build(cls, raw: dict[str, Any], section: str):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(raw) - set(names)
+    if unknown:
+        raise InputError(f"config: unknown key(s) in {section}: {', '.join(sorted(unknown))}")
+    return cls(**raw)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=VALUE`` into a key path and a YAML-parsed value (``1e-3``, ``[a, b]``, ``null``)."""
+    import yaml
+
+    if "=" not in text:
+        raise InputError(f"--set expects key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    path = [part for part in key.strip().split(".") if part]
+    if not path:
+        raise InputError(f"--set expects key=value, got {text!r}")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as err:
+        raise InputError(f"--set {key}: cannot parse value {value!r}") from err
+    return path, parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides to a nested mapping (in place) and return it."""
+    for text in overrides or []:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[path[-1]] = value
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML (or JSON) config file and apply ``--set`` overrides.
+
+    A relative ``data.manifest`` is resolved against the current directory first, then against
+    the config file's folder's parent (configs live in ``configs/`` beside the repository root).
+
+    Args:
+        path: config file; None starts from ``base`` (or the defaults).
+        overrides: ``key=value`` strings, e.g. ``["optim.lr=3e-4", "train.steps=10"]``.
+        base: a mapping to start from instead of a file.
+
+    Example:
+        >>> cfg = load_config("configs/tiny.yaml", ["train.steps=2"])  # doctest: +SKIP
+    """
+    import yaml
+
+    raw: dict[str, Any] = json.loads(json.dumps(base)) if base else {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise InputError(f"cannot parse config {path}: {str(err).splitlines()[0]}") from err
+        if not isinstance(loaded, dict):
+            raise InputError(f"config {path} must be a mapping")
+        raw.update(loaded)
+    apply_overrides(raw, overrides or [])
+    cfg = TrainConfig.from_dict(raw)
+    manifest = Path(cfg.data.manifest).expanduser()
+    if not manifest.is_absolute() and not manifest.exists() and path is not None:
+        candidate = Path(path).resolve().parent.parent / manifest
+        if candidate.exists():
+            cfg.data.manifest = str(candidate)
+    return cfg

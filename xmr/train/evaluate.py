@@ -1,0 +1,147 @@
+"""The evaluation hook of the trainer: embed a split and score every retrieval direction.
+
+Audio items are embedded as in seed 003's test protocol: the mean of the embeddings of fixed crops
+of the model's window with 50% overlap, re-normalised. Relevance is one-to-one for audio<->image
+(the item itself); for a text side, every item whose caption is the *same string* counts as
+relevant (generic captions repeat, and an identical caption cannot be told apart by any model).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+PAIRS = (("audio", "image"), ("audio", "text"), ("image", "text"))
+SUMMARY_KEYS = ("R@1", "R@5", "R@10", "MRR", "MedR")
+
+
+def _metrics(scores: np.ndarray, relevant: np.ndarray, ks=(1, 5, 10)) -> dict[str, Any]:
+    try:
+        from xmr.eval import retrieval_metrics
+    except ImportError:
+        from xmr.eval.metrics import retrieval_metrics
+    return retrieval_metrics(scores, relevant, ks=ks)
+
+
+def embed_audio_items(adapter, items, indices: list[int], *, batch_size: int = 32,
+                      wave_fn=None) -> np.ndarray:
+    """Mean-over-windows embeddings (N, D) of items' audio (windows of the model's crop, 50% overlap).
+
+    Args:
+        wave_fn: optional ``index -> waveform`` (e.g. the unseen-soundfont rendering); default the
+            store's cached audio.
+    """
+    import torch
+
+    from xmr.media.features import fixed_windows
+
+    model = adapter.unwrapped
+    win = adapter.audio_samples
+    crops, owner = [], []
+    for k, i in enumerate(indices):
+        wave = wave_fn(i) if wave_fn is not None else items.waveform(i)
+        if len(wave) < win:
+            wave = np.pad(wave, (0, win - len(wave)))
+        for a, b in fixed_windows(len(wave), win, overlap=0.5):
+            crop = wave[a:b]
+            if len(crop) < win:
+                crop = np.pad(crop, (0, win - len(crop)))
+            crops.append(crop)
+            owner.append(k)
+    out = np.zeros((len(indices), adapter.embed_dim), np.float64)
+    with torch.no_grad():
+        for start in range(0, len(crops), batch_size):
+            x = torch.from_numpy(np.stack(crops[start:start + batch_size]).astype(np.float32))
+            emb = model.embed("audio", x.to(adapter.device)).float().cpu().numpy()
+            np.add.at(out, np.asarray(owner[start:start + batch_size]), emb)
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return out.astype(np.float32)
+
+
+def embed_items(adapter, items, *, modalities=("audio", "image", "text"), caption_index: int = 0,
+                batch_size: int = 32, indices: list[int] | None = None) -> dict[str, np.ndarray]:
+    """Embeddings of a split's items per modality (eval mode; text = caption number ``caption_index``)."""
+    import torch
+
+    model = adapter.unwrapped
+    indices = list(range(len(items))) if indices is None else list(indices)
+    was = model.training
+    model.eval()
+    out: dict[str, np.ndarray] = {}
+    try:
+        with torch.no_grad():
+            if "audio" in modalities:
+                out["audio"] = embed_audio_items(adapter, items, indices, batch_size=batch_size)
+            if "image" in modalities:
+                chunks = []
+                for start in range(0, len(indices), batch_size):
+                    x = torch.stack([items.image(i) for i in indices[start:start + batch_size]])
+                    chunks.append(model.embed("image", x.to(adapter.device)).float().cpu().numpy())
+                out["image"] = np.concatenate(chunks)
+            if "text" in modalities:
+                texts = [caption_of(items, i, caption_index) for i in indices]
+                chunks = [adapter.embed_text(texts[s:s + batch_size]).float().cpu().numpy()
+                          for s in range(0, len(texts), batch_size)]
+                out["text"] = np.concatenate(chunks)
+    finally:
+        model.train(was)
+    return out
+
+
+def caption_of(items, index: int, caption_index: int) -> str:
+    caps = items.captions[index]
+    if not caps:
+        return ""
+    return caps[min(caption_index, len(caps) - 1)]
+
+
+def relevance(query_mod: str, target_mod: str, texts: list[str] | None) -> np.ndarray | None:
+    """(N, N) boolean relevance; None means the identity."""
+    if texts is not None and "text" in (query_mod, target_mod):
+        arr = np.asarray(texts, dtype=object)
+        return arr[:, None] == arr[None, :]
+    return None
+
+
+def score_directions(emb: dict[str, np.ndarray], *, texts: list[str] | None = None,
+                     present: dict[str, np.ndarray] | None = None,
+                     ks=(1, 5, 10)) -> dict[str, dict[str, Any]]:
+    """All directions between the modalities in ``emb`` -> ``{"audio->image": metrics, ...}``.
+
+    Items missing a modality are dropped from that pair (``present``)."""
+    results: dict[str, dict[str, Any]] = {}
+    n = len(next(iter(emb.values())))
+    for a, b in PAIRS:
+        if a not in emb or b not in emb:
+            continue
+        keep = np.ones(n, bool)
+        if present is not None:
+            keep &= present.get(a, keep) & present.get(b, keep)
+        ea, eb = emb[a][keep], emb[b][keep]
+        sub_texts = [t for t, k in zip(texts, keep, strict=True) if k] if texts is not None else None
+        rel = relevance(a, b, sub_texts)
+        if rel is None:
+            rel = np.eye(int(keep.sum()), dtype=bool)
+        for q, t, s in ((a, b, ea @ eb.T), (b, a, eb @ ea.T)):
+            metrics = _metrics(s, rel if q == a else rel.T, ks=ks)
+            metrics["candidates"] = int(s.shape[1])
+            results[f"{q}->{t}"] = metrics
+    return results
+
+
+def evaluate_items(adapter, items, *, modalities=("audio", "image", "text"), caption_index: int = 0,
+                   flat: bool = True) -> dict[str, Any]:
+    """Embed ``items`` and score every direction; flat form ``{"audio->image/MRR": 0.41, ...}``."""
+    emb = embed_items(adapter, items, modalities=modalities, caption_index=caption_index)
+    texts = [caption_of(items, i, caption_index) for i in range(len(items))] if "text" in emb else None
+    present = {m: np.asarray(items.has[m], bool) for m in emb}
+    results = score_directions(emb, texts=texts, present=present)
+    if not flat:
+        return results
+    out: dict[str, Any] = {}
+    for direction, metrics in results.items():
+        for key in SUMMARY_KEYS:
+            if key in metrics:
+                out[f"{direction}/{key}"] = float(metrics[key])
+    return out
