@@ -254,3 +254,16 @@ def test_truncated_flac_does_not_leak_a_traceback(tmp_path):
         assert "\n" not in str(err)
     else:  # libsndfile may decode what is there; the result must still be a valid wave
         assert wave.dtype == np.float32 and wave.ndim == 1
+
+
+def test_int64_from_python_lists_is_scaled_by_its_range():
+    ref = tone(440, 0.25, 16000)
+    as_list = np.array([int(v) for v in np.round(ref * 32767)])  # int64, 16-bit values
+    assert as_list.dtype == np.int64
+    assert np.max(np.abs(load_audio((16000, as_list)) - ref)) < 1e-4
+
+
+def test_swapped_tuple_order_is_an_error():
+    with pytest.raises(InputError) as ei:
+        load_audio((tone(), SR))
+    assert "sample rate must be a number" in one_line_error(ei)

@@ -245,8 +245,6 @@ def _from_array(src: tuple, *, max_seconds: float | None) -> tuple[np.ndarray, i
     if len(src) != 2:
         raise InputError(f"audio tuple must be (sample_rate, array), got {len(src)} items")
     rate, raw = src
-    if isinstance(rate, (np.ndarray, list)) and isinstance(raw, (int, float, np.integer, np.floating)):
-        rate, raw = raw, rate  # (array, sample_rate): accept the other common order too
     try:
         rate_f = float(rate)
     except (TypeError, ValueError):
@@ -277,10 +275,17 @@ def _from_array(src: tuple, *, max_seconds: float | None) -> tuple[np.ndarray, i
 
 
 def _to_float(arr: np.ndarray) -> np.ndarray:
-    """Integer PCM to [-1, 1) floats by the full scale of its dtype; floats are kept as they are."""
+    """Integer PCM to [-1, 1) floats by the full scale of its dtype; floats are kept as they are.
+
+    int64 is no PCM format: it comes from Python lists of 16- or 32-bit samples, so its scale is the
+    smallest of 16/32/64 bits that holds the values.
+    """
     if arr.dtype.kind == "f":
         return arr.astype(np.float32)
     bits = arr.dtype.itemsize * 8
+    if arr.dtype == np.int64:
+        peak = int(np.max(np.abs(arr.astype(np.float64))))
+        bits = next(b for b in (16, 32, 64) if peak <= 2 ** (b - 1))
     scale = float(2 ** (bits - 1))
     if arr.dtype.kind == "u":
         return ((arr.astype(np.float64) - scale) / scale).astype(np.float32)

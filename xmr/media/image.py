@@ -300,4 +300,9 @@ def _to_mode(img, mode: str | None):
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
     target = mode or ("L" if gray_source else "RGB")
-    return img.convert(target) if img.mode != target else img
+    if img.mode == target:
+        return img
+    try:
+        return img.convert(target)
+    except Exception:  # exotic modes (LAB, HSV, ...) that Pillow cannot convert
+        raise InputError(f"unsupported image mode {img.mode}; use an RGB or grayscale image") from None
