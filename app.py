@@ -1,13 +1,12 @@
-"""Hugging Face Space entry point: build the app from ``xmr.app`` and launch it."""
+"""Hugging Face Space entry point: build the app from ``xmr.app`` and launch it.
 
-import os
+Honours ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``; the demo's files come from ``XMR_CHECKPOINT``,
+``XMR_INDEX``, ``XMR_MANIFEST`` and ``XMR_LABELS_DB`` (defaults: the bundled demo).
+"""
 
-from xmr.app import build_app
+from xmr.app import build_app, launch_options
 
 demo = build_app()
 
 if __name__ == "__main__":
-    demo.launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-    )
+    demo.launch(**launch_options(demo))

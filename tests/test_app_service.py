@@ -1,0 +1,160 @@
+"""The retrieval service behind the app, on a tiny demo (real model, manifest, indexes, label store)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from browser.tiny_demo import make_demo
+from xmr.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, tiny_checkpoint):
+    from xmr.app.service import RetrievalService, ServiceConfig
+
+    env = make_demo(tmp_path_factory.mktemp("demo"), tiny_checkpoint)
+    cfg = ServiceConfig(checkpoint=Path(env["XMR_CHECKPOINT"]), index=Path(env["XMR_INDEX"]),
+                        manifest=Path(env["XMR_MANIFEST"]), labels_db=Path(env["XMR_LABELS_DB"]),
+                        cache_dir=Path(env["XMR_CACHE_DIR"]), max_audio_seconds=60.0)
+    return RetrievalService.from_config(cfg)
+
+
+def test_text_search_equals_brute_force_over_the_indexed_vectors(service):
+    query = service.encode_query(text="a slow chorale for organ in C major")
+    hits = service.search(query, targets=("audio", "image"), k=5)
+    # plain reference: score every indexed vector, keep each item's best
+    best = {}
+    for m in ("audio", "image"):
+        vecs, ids = service.index.vectors(m)
+        for i, s in zip(ids, vecs @ query.vector, strict=True):
+            best[i] = max(best.get(i, -9), float(s))
+    ref = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    assert [h.item_id for h in hits] == [i for i, _ in ref]
+    np.testing.assert_allclose([h.score for h in hits], [s for _, s in ref], rtol=1e-5)
+    assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
+    assert hits[0].caption and hits[0].details["genre"] in ("chorale", "reel", "waltz")
+
+
+def test_item_query_finds_itself_first(service):
+    hit = service.search(service.encode_item("item003", "image"), targets=("image",), k=3)[0]
+    assert hit.item_id == "item003" and hit.score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_long_audio_query_is_windowed_and_reports_the_matching_part(service, tmp_path):
+    import soundfile as sf
+
+    from browser.tiny_demo import tone
+
+    # 6 s of one tone then the audio of item005: the best part for item005 starts late in the clip
+    clip = np.concatenate([tone(110.0, 6.0, seed=99), sf.read(service.media("item005", "audio"))[0]])
+    path = tmp_path / "long.wav"
+    sf.write(path, clip.astype(np.float32), 16000)
+    query = service.encode_query(audio=str(path))
+    assert query.audio_windows is not None and len(query.audio_windows) > 2
+    assert query.window_starts[0] == 0.0 and np.all(np.diff(query.window_starts) > 0)
+    # the track vector is the normalised mean of the window vectors
+    mean = query.audio_windows.mean(axis=0)
+    np.testing.assert_allclose(query.vector, mean / np.linalg.norm(mean), atol=1e-6)
+    hits = service.search(query, targets=("audio",), k=12)
+    assert all(h.query_offset is not None for h in hits)
+
+
+def test_fused_query_matches_fuse_queries(service):
+    from xmr.index import fuse_queries
+
+    image = str(service.media("item002", "image"))
+    q = service.encode_query(image=image, text="a lively reel", weights={"image": 1.0, "text": 0.5})
+    ref = fuse_queries([q.parts["image"], q.parts["text"]], [1.0, 0.5])
+    np.testing.assert_allclose(q.vector, np.asarray(ref).reshape(-1), atol=1e-6)
+    assert q.description == "image (1) + text (0.5)"
+    # a zero weight drops that input
+    only = service.encode_query(image=image, text="a lively reel", weights={"text": 0.0})
+    assert list(only.parts) == ["image"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "empty"),
+    ({"text": "   "}, "empty"),
+    ({"text": "x", "weights": {"text": 0}}, "weight 0"),
+])
+def test_bad_queries_are_input_errors(service, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        service.encode_query(**kwargs)
+
+
+def test_bad_uploads_and_targets_are_input_errors(service, tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00not really audio")
+    with pytest.raises(InputError):
+        service.encode_query(audio=str(bad))
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"\x89PNG garbage")
+    with pytest.raises(InputError):
+        service.encode_query(image={"path": str(junk)})
+    q = service.encode_query(text="organ")
+    with pytest.raises(InputError, match="target"):
+        service.search(q, targets=(), k=5)
+    with pytest.raises(InputError, match="k must"):
+        service.search(q, targets=("audio",), k=0)
+
+
+def test_map_view_projects_points_and_query_with_one_basis(service):
+    q = service.encode_query(text="a waltz for piano")
+    view = service.map_view(dims=3, color_by="genre", max_points=5, query=q)
+    assert view.coords.shape == (15, 3) and view.query.shape == (1, 3)
+    assert sorted(set(view.modalities)) == ["audio", "image", "text"]
+    assert set(view.color) <= {"chorale", "reel", "waltz"}
+    basis = service.pca()
+    np.testing.assert_allclose(view.query, basis.transform(q.vector)[:, :3])
+    fig = service.map_figure(dims=2, color_by="modality", max_points=100, query=q)
+    assert fig.data[-1].name == "your query" and sum(len(t.x) for t in fig.data[:-1]) == 36
+    with pytest.raises(InputError):
+        service.map_view(color_by="nonsense")
+
+
+def test_split_report_uses_eval_metrics_and_is_cached(service):
+    from xmr.eval import retrieval_metrics
+
+    report = service.test_split_report()
+    d = report["directions"]["audio→image"]
+    assert d["n_candidates"] == 6 and d["n_queries"] == 6
+    a, a_ids = service.index.vectors("audio")
+    i, i_ids = service.index.vectors("image")
+    test = [k for k in a_ids if int(k[-3:]) % 2]
+    qa = a[[a_ids.index(k) for k in test]]
+    qi = i[[i_ids.index(k) for k in test]]
+    ref = retrieval_metrics(qa @ qi.T, np.eye(6, dtype=bool))
+    assert d["metrics"]["MRR"] == pytest.approx(ref["MRR"])
+    assert len(d["ranks"]) == 6 and min(d["ranks"]) >= 1
+    assert service.test_split_report() is report
+    cached = list((Path(service.config.cache_dir) / "eval").glob("*.json"))
+    assert len(cached) == 1
+
+
+def test_labelling_round_trip(service):
+    task = service.next_task("ada")
+    assert task is not None and task["query_modality"] == "text"
+    seen = []
+    for g in (3, 0, 2):
+        seen.append(task["item_id"])
+        service.grade(task, grade=g, annotator="ada")
+        task = service.next_task("ada")
+    assert service.label_progress("ada")["judged"] == 3
+    back = service.undo("ada")
+    assert back["item_id"] == seen[-1]
+    assert service.label_progress("ada")["judged"] == 2
+    sets = service.human_eval()
+    demo = next(s for s in sets if s["name"] == "demo")
+    assert demo["n_judgements"] == 2 and 0.0 <= demo["mean"]["ndcg_cut_10"] <= 1.0
+
+
+def test_label_current_search_needs_a_single_input(service):
+    q = service.encode_query(text="a reel for fiddle")
+    hits = service.search(q, targets=("audio",), k=3)
+    state = {"inputs": {"text": "a reel for fiddle"}, "hits": [h.to_dict() for h in hits]}
+    qid = service.label_search(state, annotator="bob")
+    task = service.next_task("bob", query=qid)
+    assert task["item_id"] in {h.item_id for h in hits}
+    with pytest.raises(InputError):
+        service.label_search({"inputs": {"text": "x", "image": "y.png"}, "hits": state["hits"]}, annotator="bob")
