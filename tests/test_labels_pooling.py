@@ -24,7 +24,7 @@ def test_depth_pool_is_the_union_of_top_k():
 def test_trec_run_round_trip(tmp_path):
     run = {"q1": [("audio:b", 0.5), ("audio:a", 0.5), ("image:c", 0.9)]}
     path = write_trec_run(run, tmp_path / "r.run", tag="ck")
-    assert path.read_text().splitlines()[0] == "q1 Q0 image:c 1 0.900000 ck"
+    assert path.read_text().splitlines()[0] == "q1 Q0 image:c 1 0.90000000000000002 ck"
     # ties in trec_eval's order: docno descending
     assert read_trec_run(path) == {"q1": [("image:c", 0.9), ("audio:b", 0.5), ("audio:a", 0.5)]}
     (tmp_path / "bad.run").write_text("q1 Q0 x 1\n")

@@ -49,10 +49,9 @@ class SetEvaluation:
 
 
 def _as_ranked(docs: Mapping[str, float] | Sequence[tuple[str, float]]) -> list[str]:
-    pairs = list(docs.items()) if isinstance(docs, Mapping) else [(d, s) for d, s in docs]
     seen: set[str] = set()
     out = []
-    for docno, _ in sort_run_list([(str(d), float(s)) for d, s in pairs]):
+    for docno, _ in sort_run_list(docs):
         if docno not in seen:
             seen.add(docno)
             out.append(docno)

@@ -36,7 +36,14 @@ from xmr.errors import InputError
 
 STRATEGIES = ("mtf", "thompson", "rank")
 
-Run = Mapping[str, Sequence[tuple[str, float]]]
+# A run: {qid: [(docno, score), ...]} or pytrec_eval's {qid: {docno: score}}.
+Run = Mapping[str, Sequence[tuple[str, float]] | Mapping[str, float]]
+
+
+def run_pairs(docs: Sequence[tuple[str, float]] | Mapping[str, float]) -> list[tuple[str, float]]:
+    """One query's results as ``[(docno, score)]`` whichever of the two run shapes it comes in."""
+    pairs = docs.items() if isinstance(docs, Mapping) else docs
+    return [(str(d), float(s)) for d, s in pairs]
 
 
 def read_trec_run(path: str | os.PathLike) -> dict[str, list[tuple[str, float]]]:
@@ -63,19 +70,19 @@ def read_trec_run(path: str | os.PathLike) -> dict[str, list[tuple[str, float]]]
     return {qid: sort_run_list(docs) for qid, docs in out.items()}
 
 
-def sort_run_list(docs: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+def sort_run_list(docs: Sequence[tuple[str, float]] | Mapping[str, float]) -> list[tuple[str, float]]:
     """Order ``[(docno, score)]`` as trec_eval does: score descending, ties by docno descending."""
-    return sorted(docs, key=lambda d: (d[1], d[0]), reverse=True)
+    return sorted(run_pairs(docs), key=lambda d: (d[1], d[0]), reverse=True)
 
 
 def write_trec_run(run: Run, path: str | os.PathLike, *, tag: str = "xmr") -> Path:
-    """Write ``{qid: [(docno, score)]}`` as a TREC run file (ranks from 1 in trec_eval's order)."""
+    """Write a run as a TREC run file (ranks from 1 in trec_eval's order, scores exact to the bit)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
         for qid in sorted(run):
             for rank, (docno, score) in enumerate(sort_run_list(run[qid]), start=1):
-                fh.write(f"{qid} Q0 {docno} {rank} {score:.6f} {tag}\n")
+                fh.write(f"{qid} Q0 {docno} {rank} {score:.17g} {tag}\n")
     return path
 
 
@@ -98,7 +105,7 @@ def depth_pool(runs: Mapping[str, Run], *, depth: int) -> dict[str, dict[str, li
         for qid, docs in run.items():
             seen: set[str] = set()
             top: list[tuple[str, float]] = []
-            for docno, score in sort_run_list([(str(d), float(s)) for d, s in docs]):
+            for docno, score in sort_run_list(docs):
                 if docno in seen:
                     continue
                 parse_docno(docno)
