@@ -172,13 +172,13 @@ def _group_positions(rows: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndar
     return counts, pos
 
 
-def _suffix_max_by_row(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
-    """Maximum of ``values[i:]`` within each row's run (pairs sorted by row, values in [0, 1])."""
-    if len(values) == 0:
-        return values
-    offset = 2.0 * (n_rows - 1 - rows[::-1])  # later groups in reversed order sit higher
-    acc = np.maximum.accumulate(values[::-1] + offset)
-    return (acc - offset)[::-1]
+def _suffix_max_by_row(values: np.ndarray, rows: np.ndarray, pos: np.ndarray,
+                       counts: np.ndarray) -> np.ndarray:
+    """(B, max R) array: entry [r, i] = max of row r's values at positions >= i (values >= 0)."""
+    width = int(counts.max()) if len(counts) else 0
+    grid = np.zeros((len(counts), max(width, 1)))  # padding 0 never raises a maximum
+    grid[rows, pos - 1] = values
+    return np.maximum.accumulate(grid[:, ::-1], axis=1)[:, ::-1]
 
 
 def _chunk_metrics(s, rel_block, ks, max_elems) -> dict[str, Any]:
@@ -230,11 +230,11 @@ def _chunk_metrics(s, rel_block, ks, max_elems) -> dict[str, Any]:
         out["gain_sum"] = np.bincount(rows, grades_r, b)
         # Interpolated precision: the best precision at or below the rank where the level's
         # number of relevant items is reached; that number is trec_eval's (long)(level R + 0.9).
-        best_after = _suffix_max_by_row(prec_at_rel, rows, b)
+        best_after = _suffix_max_by_row(prec_at_rel, rows, pos, counts)
         iprec = np.full((b, len(RECALL_LEVELS)), np.nan)
         for li, level in enumerate(RECALL_LEVELS):
             need = np.maximum(1, np.floor(level * counts + 0.9).astype(np.int64))
-            iprec[has, li] = best_after[starts[has] + need[has] - 1]
+            iprec[has, li] = best_after[np.nonzero(has)[0], need[has] - 1]
         out["iprec"] = iprec
     return out
 
@@ -274,8 +274,11 @@ def per_query_metrics(
     if len(shape) != 2:
         raise InputError(f"scores must be 2-D (queries x candidates), got shape {tuple(shape)}")
     n_q, n = int(shape[0]), int(shape[1])
-    if callable(relevant) and not hasattr(relevant, "shape"):
+    if callable(relevant) and not hasattr(relevant, "__getitem__"):
         get_rel = relevant
+        rshape = getattr(relevant, "shape", None)
+        if rshape is not None and tuple(rshape) != (n_q, n):
+            raise InputError(f"relevance shape {tuple(rshape)} does not match scores {(n_q, n)}")
     else:
         rshape = getattr(relevant, "shape", None)
         if rshape is None:
@@ -416,6 +419,16 @@ def chance_values(pq: PerQuery) -> dict[str, float]:
     out["mAP"] = ap
     out["mAP@10"] = ap10
     return out
+
+
+def chance_rank_cdf(pq: PerQuery) -> np.ndarray:
+    """P(first relevant rank <= t), t = 0..N, under a random ranking (mixture over the queries)."""
+    n = pq.n_candidates
+    rs, counts = np.unique(pq.n_relevant[pq.valid], return_counts=True)
+    cdf = np.zeros(n + 1)
+    for r, c in zip(rs.tolist(), counts.tolist(), strict=True):
+        cdf += c * (1.0 - _first_rank_survival(n, r))
+    return cdf / max(1, counts.sum())
 
 
 def summarize(pq: PerQuery, *, chance: bool = True) -> dict[str, Any]:
