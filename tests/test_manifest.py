@@ -250,3 +250,9 @@ def test_json_metadata_survives_csv_as_text(tmp_path):
     write_manifest(df, tmp_path / "m.csv")
     back = read_manifest(tmp_path / "m.csv")
     assert json.loads(back.loc[0, "tags"]) == ["organ", "chorale"]
+
+
+def test_csv_caption_starting_with_a_bracket_is_plain_text(tmp_path):
+    df = read_manifest(write_csv(tmp_path, 'id,split,audio,caption\na,train,,[live] take two\n'
+                                           'b,train,b.wav,[]\nc,train,,"[ ""x"" ]"\n'))
+    assert df["caption"].tolist() == [["[live] take two"], [], ["x"]]

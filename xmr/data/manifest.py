@@ -16,9 +16,9 @@ caption   the item's captions: a list of strings (one or several; may be empty)
 Every row needs at least one of audio, image or caption. Relative media paths are resolved
 against the manifest's folder when it is read, and written relative to it again when they lie
 inside it, so a folder with its manifest can be moved as a whole. Files are CSV (captions as a JSON
-list in one cell, or a plain string for a single caption), JSON Lines, or Parquet, chosen by the
-suffix. Errors are :class:`xmr.errors.ManifestError` with one line naming the file, the row (data
-rows counted from 1, header excluded) and the column.
+list such as ``["one", "two"]`` in one cell, or plain text for a single caption), JSON Lines, or
+Parquet, chosen by the suffix. Errors are :class:`xmr.errors.ManifestError` with one line naming
+the file, the row (data rows counted from 1, header excluded) and the column.
 
 Example::
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -47,6 +48,7 @@ REQUIRED_COLUMNS = ("id", "split")
 MEDIA_COLUMNS = ("audio", "image")
 MODALITY_COLUMNS = ("audio", "image", "caption")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+_JSON_LIST_START = re.compile(r'^\[\s*("|\])')
 
 
 def manifest_format(path: str | os.PathLike) -> str:
@@ -285,7 +287,8 @@ def _caption_cell(value: Any) -> list[str]:
         return []
     if isinstance(value, str):
         text = value.strip()
-        if text.startswith("["):
+        # A JSON list of strings starts with '["' (or is '[]'); "[live] take" stays a plain caption.
+        if _JSON_LIST_START.match(text):
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as err:
