@@ -244,16 +244,15 @@ def test_non_finite_samples():
     assert "NaN" in one_line_error(ei)
 
 
-def test_truncated_flac_does_not_leak_a_traceback(tmp_path):
+def test_truncated_flac(tmp_path):
     buf = io.BytesIO()
     sf.write(buf, tone(), SR, format="FLAC")
-    damaged = buf.getvalue()[:200]  # header survives, audio frames are cut
-    try:
-        wave = load_audio(damaged)
-    except InputError as err:
-        assert "\n" not in str(err)
-    else:  # libsndfile may decode what is there; the result must still be a valid wave
-        assert wave.dtype == np.float32 and wave.ndim == 1
+    path = tmp_path / "cut.flac"
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])  # header survives, frames are cut
+    with pytest.raises(InputError) as ei:
+        load_audio(path)
+    msg = one_line_error(ei)
+    assert msg.startswith("cannot decode cut.flac") and "damaged" in msg
 
 
 def test_int64_from_python_lists_is_scaled_by_its_range():
