@@ -124,3 +124,33 @@ def test_sigkill_mid_burst_loses_no_acknowledged_judgement(tmp_path):
     store.record_judgement(query=1, item_id="after", item_modality="audio", grade=1, annotator="x")
     assert store.integrity_check() == "ok"
     store.close()
+
+
+PROCESS_WRITER = textwrap.dedent("""
+    import sys
+    from xmr.labels import LabelStore
+    store = LabelStore(sys.argv[1], sync=False, busy_timeout_ms=20)
+    q = store.add_query(modality="text", text="shared query")
+    for i in range(40):
+        store.record_judgement(query=q, item_id=f"it{i}", item_modality="image", grade=i % 4,
+                               annotator=sys.argv[2])
+        store.record_judgement(query=q, item_id="common", item_modality="audio", grade=i % 4,
+                               annotator="everyone")
+    print("done")
+""")
+
+
+def test_processes_write_concurrently(tmp_path):
+    db = tmp_path / "procs.sqlite"
+    procs = [subprocess.Popen([sys.executable, "-c", PROCESS_WRITER, str(db), f"p{k}"], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}) for k in range(4)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in results]
+    assert all(out.strip() == "done" and err == "" for out, err in results)
+    store = LabelStore(db, sync=False)
+    assert len(store.list_queries()) == 1  # the same query added by four processes at once: deduplicated
+    assert store.count_current() == 4 * 40 + 1
+    assert len(store.judgements(annotator="everyone", history=True)) == 160
+    assert store.integrity_check() == "ok"
+    store.close()
