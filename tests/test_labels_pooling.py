@@ -132,3 +132,13 @@ def test_next_items_finishes_a_started_query_first(pooled):
     assert {i.qid for i in batch} == {first.qid}
     only = pooled.next_items("ada", 10, query="t1" if first.qid != "t1" else "t2")
     assert len({i.qid for i in only}) == 1 and len(only) == 5
+
+
+def test_pool_items_lists_graded_and_ungraded_results(pooled):
+    first = pooled.next_items("ada", 1)[0]
+    pooled.record_judgement(query=first.query_id, item_id=first.item_id, item_modality=first.item_modality,
+                            grade=3, annotator="ada")
+    items = pooled.pool_items(query=first.qid)
+    assert len(items) == 5 and items[0].docno == first.docno and items[0].n_annotators == 1
+    assert {i.docno for i in items[1:]} == {i.docno for i in pooled.next_items("ada", 10, query=first.qid)}
+    assert pooled.current_grades(query=first.qid, annotator="ada") == {first.docno: 3}

@@ -143,7 +143,10 @@ def _judge(args: argparse.Namespace) -> int:
         q = store.get_query(item.query_id)
         shown = q.text if q.text is not None else str(q.media_path)
         print(f"\n[{q.qid}] {q.modality}: {shown}\n  result {item.docno} (best rank {item.best_rank})")
-        answer = input("  grade 0-3, u = undo, q = quit: ").strip().lower()
+        try:
+            answer = input("  grade 0-3, u = undo, q = quit: ").strip().lower()
+        except EOFError:
+            return 0
         if answer == "q":
             return 0
         if answer == "u":

@@ -986,9 +986,13 @@ class LabelStore:
         if pool is not None and not pools:
             raise InputError(f"no pool {pool!r} in the label store")
         grades: dict[tuple[int, str], dict[str, int]] = {}
+        pool_ids = [p["id"] for p in pools]
+        marks = ", ".join("?" * len(pool_ids))
         for r in conn.execute(
             "SELECT j.query_id, j.item_modality, j.item_id, a.name, j.grade FROM judgements j "
-            "JOIN annotators a ON a.id = j.annotator_id WHERE j.state = 'current'"
+            "JOIN annotators a ON a.id = j.annotator_id WHERE j.state = 'current' AND j.query_id IN "
+            f"(SELECT DISTINCT query_id FROM pool_entries WHERE pool_id IN ({marks}))",
+            pool_ids,
         ):
             grades.setdefault((r[0], make_docno(r[1], r[2])), {})[r[3]] = r[4]
         states = []
@@ -1029,8 +1033,6 @@ class LabelStore:
             >>> for item in store.next_items("ada", 5):
             ...     print(item.qid, item.docno, item.best_rank)
         """
-        from xmr.labels.pooling import judging_order
-
         annotator = str(annotator).strip()
         if not annotator:
             raise InputError("annotator name is empty")
@@ -1050,25 +1052,46 @@ class LabelStore:
         for s in started + fresh:
             if len(out) >= n:
                 break
-            relevance = {
-                d: (sum(g.values()) / len(g) >= 1) if g else None for d, g in s["grades"].items()
-            }
-            order = judging_order(s["lists"], relevance, strategy=s["strategy"], seed=s["query_id"])
-            for docno in order:
-                g = s["grades"][docno]
+            for item in self._ordered(s):
+                g = s["grades"][item.docno]
                 if annotator in g or len(g) >= s["overlap"]:
                     continue
-                ranks = [(lst.index(docno) + 1, s["run_names"][i]) for i, lst in enumerate(s["lists"])
-                         if docno in lst]
-                modality, item_id = parse_docno(docno)
-                out.append(PoolItem(
-                    pool=s["pool"], query_id=s["query_id"], qid=s["qid"], item_modality=modality,
-                    item_id=item_id, best_rank=min(r for r, _ in ranks), runs=tuple(rn for _, rn in ranks),
-                    n_annotators=len(g),
-                ))
+                out.append(item)
                 if len(out) >= n:
                     break
         return out
+
+    @staticmethod
+    def _ordered(state: dict[str, Any]) -> list[PoolItem]:
+        """A (pool, query)'s pooled results in the pool's judging order."""
+        from xmr.labels.pooling import judging_order
+
+        s = state
+        # A result counts as relevant when its annotators' mean grade is at least 1.
+        relevance = {d: (sum(g.values()) / len(g) >= 1) if g else None for d, g in s["grades"].items()}
+        items = []
+        for docno in judging_order(s["lists"], relevance, strategy=s["strategy"], seed=s["query_id"]):
+            ranks = [(lst.index(docno) + 1, s["run_names"][i]) for i, lst in enumerate(s["lists"])
+                     if docno in lst]
+            modality, item_id = parse_docno(docno)
+            items.append(PoolItem(
+                pool=s["pool"], query_id=s["query_id"], qid=s["qid"], item_modality=modality,
+                item_id=item_id, best_rank=min(r for r, _ in ranks), runs=tuple(rn for _, rn in ranks),
+                n_annotators=len(s["grades"][docno]),
+            ))
+        return items
+
+    def pool_items(self, *, query: int | str, pool: str | None = None) -> list[PoolItem]:
+        """All pooled results of one query (graded or not), in judging order, for a results view.
+
+        Pair it with :meth:`current_grades` to show an annotator's grades next to each result.
+        """
+
+        def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            only = self._query_id(conn, query)
+            return [s for s in self._pool_state(conn, pool) if s["query_id"] == only]
+
+        return [item for s in self._read(run) for item in self._ordered(s)]
 
     def progress(self, *, pool: str | None = None) -> Progress:
         """Progress per annotator (graded, queries touched, pooled items left for them) and per query."""
