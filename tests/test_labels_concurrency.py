@@ -154,3 +154,27 @@ def test_processes_write_concurrently(tmp_path):
     assert len(store.judgements(annotator="everyone", history=True)) == 160
     assert store.integrity_check() == "ok"
     store.close()
+
+
+def _forked_writer(store, name):
+    for i in range(20):
+        store.record_judgement(query="q1", item_id=f"f{i}", item_modality="audio", grade=1, annotator=name)
+    store.close()
+
+
+def test_a_store_inherited_through_fork_opens_its_own_connection(tmp_path):
+    import multiprocessing
+
+    store = LabelStore(tmp_path / "fork.sqlite", sync=False, synchronous="NORMAL")
+    store.add_query(modality="text", text="forked")
+    store.record_judgement(query="q1", item_id="parent", item_modality="audio", grade=2, annotator="parent")
+    ctx = multiprocessing.get_context("fork")
+    children = [ctx.Process(target=_forked_writer, args=(store, f"child{k}")) for k in range(2)]
+    for c in children:
+        c.start()
+    for c in children:
+        c.join(60)
+    assert [c.exitcode for c in children] == [0, 0]
+    store.record_judgement(query="q1", item_id="parent2", item_modality="audio", grade=2, annotator="parent")
+    assert store.count_current() == 42 and store.integrity_check() == "ok"
+    store.close()

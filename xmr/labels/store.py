@@ -368,7 +368,7 @@ class LabelStore:
         self.busy_timeout_ms = int(busy_timeout_ms)
         self.max_wait_s = float(max_wait_s)
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[int, sqlite3.Connection]] = []  # (pid that opened it, connection)
         self._all_lock = threading.Lock()
         if sync is None:
             from xmr.labels.hub import from_env
@@ -395,7 +395,9 @@ class LabelStore:
         conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
         self._local.conn, self._local.pid = conn, os.getpid()
         with self._all_lock:
-            self._all.append(conn)
+            # Kept referenced: a connection inherited through fork must never be closed (or garbage
+            # collected) in the child, where SQLite's locks do not belong to it.
+            self._all.append((os.getpid(), conn))
         return conn
 
     def _retry(self, fn: Callable[[], T]) -> T:
@@ -470,12 +472,13 @@ class LabelStore:
         return self._conn().execute("PRAGMA integrity_check").fetchone()[0]
 
     def close(self) -> None:
-        """Close every connection this store opened (call when no other thread is using it)."""
+        """Close every connection this store opened in this process (when no other thread uses it)."""
         with self._all_lock:
-            for conn in self._all:
+            mine = [c for pid, c in self._all if pid == os.getpid()]
+            for conn in mine:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
-            self._all.clear()
+            self._all = [(pid, c) for pid, c in self._all if pid != os.getpid()]
         self._local = threading.local()
 
     def __enter__(self) -> LabelStore:
