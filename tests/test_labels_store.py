@@ -184,3 +184,15 @@ def test_backup_is_a_consistent_copy(store, tmp_path):
     with LabelStore(copy, sync=False) as other:
         assert other.current_grades(query=q, annotator="ada") == {"audio:a": 2}
         assert other.integrity_check() == "ok"
+
+
+def test_record_judgements_is_all_or_nothing(store):
+    q = store.add_query(modality="text", text="x")
+    ok = dict(query=q, item_id="a", item_modality="audio", grade=1, annotator="ada")
+    ids = store.record_judgements([ok, {**ok, "item_id": "b", "grade": 2}, {**ok, "grade": 3}])
+    assert len(ids) == 3 and store.current_grades(query=q, annotator="ada") == {"audio:a": 3, "audio:b": 2}
+    with pytest.raises(InputError):  # the unknown query is found inside the transaction: all rolled back
+        store.record_judgements([{**ok, "item_id": "c"}, {**ok, "query": "nope"}])
+    with pytest.raises(InputError):
+        store.record_judgements([{**ok, "item_id": "d"}, {**ok, "grade": 7}])
+    assert store.count_current() == 2 and len(store.judgements(history=True)) == 3

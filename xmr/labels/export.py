@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from xmr.errors import InputError
-from xmr.labels.store import LabelStore, Query, make_docno, parse_docno
+from xmr.labels.store import LabelStore, Query, _as_grade, make_docno, parse_docno
 
 FORMATS = ("trec", "csv", "parquet")
 AGGREGATES = ("mean", "majority", "per-annotator")
@@ -287,18 +287,17 @@ def import_labels(
     if not path.is_file():
         raise InputError(f"{path} does not exist")
     fmt = _format_of(path, format)
-    n_queries = 0
     qfile = _find_queries_file(path)
+    before = len(store.list_queries())
     if qfile is not None:
         for row in read_queries(qfile):
-            before = len(store.list_queries())
             media = row.get("media")
             store.add_query(
                 modality=row["modality"], text=None if media else row.get("text"), media=media,
                 source_item_id=row.get("source_item_id"), created_by=row.get("created_by"),
                 qid=str(row["qid"]),
             )
-            n_queries += len(store.list_queries()) - before
+    n_queries = len(store.list_queries()) - before
     rows: list[dict[str, Any]] = []
     if fmt == "trec":
         who = annotator
@@ -329,20 +328,21 @@ def import_labels(
             f"{path} grades queries not in the store and not in a queries file beside it: {missing_q[:5]}"
         )
     current = {(j.qid, j.docno, j.annotator): j for j in store.judgements()}
-    n_judgements = skipped = 0
+    skipped = 0
+    todo = []
     for r in rows:
         modality, item_id = parse_docno(str(r["docno"]))
         old = current.get((str(r["qid"]), make_docno(modality, item_id), str(r["annotator"])))
         same_time = r.get("at") is None or old is not None and old.at == r.get("at")
-        if old is not None and old.grade == int(r["grade"]) and same_time:
+        if old is not None and old.grade == _as_grade(r["grade"]) and same_time:
             skipped += 1
             continue
-        store.record_judgement(
-            query=str(r["qid"]), item_id=item_id, item_modality=modality, grade=int(r["grade"]),
+        todo.append(dict(
+            query=str(r["qid"]), item_id=item_id, item_modality=modality, grade=_as_grade(r["grade"]),
             annotator=str(r["annotator"]), model_fingerprint=r.get("model_fingerprint"),
             index_version=r.get("index_version"), note=r.get("note"), at=r.get("at"),
-        )
-        n_judgements += 1
+        ))
+    n_judgements = len(store.record_judgements(todo)) if todo else 0
     if eval_set is not None:
         store.create_eval_set(eval_set, queries=sorted({str(r["qid"]) for r in rows}))
     return ImportSummary(queries=n_queries, judgements=n_judgements, skipped=skipped)

@@ -699,39 +699,63 @@ class LabelStore:
             >>> store.record_judgement(query="q1", item_id="bach-1", item_modality="audio", grade=2,
             ...                        annotator="ada")
         """
-        grade = _as_grade(grade)
-        if grade not in GRADES:
-            raise InputError(f"grade must be 0, 1, 2 or 3, not {grade}")
-        if item_modality not in MODALITIES:
-            raise InputError(f"item modality must be one of {MODALITIES}, not {item_modality!r}")
-        item_id = str(item_id).strip()
-        if not item_id or any(c.isspace() for c in item_id):
-            raise InputError(f"item id {item_id!r} must be a non-empty word without spaces")
-        when = at or utc_now()
+        return self.record_judgements([dict(
+            query=query, item_id=item_id, item_modality=item_modality, grade=grade, annotator=annotator,
+            model_fingerprint=model_fingerprint, index_version=index_version, note=note, at=at,
+        )])[0]
 
-        def run(conn: sqlite3.Connection) -> int:
-            qid = self._query_id(conn, query)
-            aid = self._annotator_id(conn, annotator)
-            old = conn.execute(
-                "SELECT id FROM judgements WHERE query_id = ? AND item_modality = ? AND item_id = ? "
-                "AND annotator_id = ? AND state = 'current'",
-                (qid, item_modality, item_id, aid),
-            ).fetchone()
-            previous = old[0] if old else None
-            if previous is not None:
-                conn.execute("UPDATE judgements SET state = 'replaced' WHERE id = ?", (previous,))
-            return conn.execute(
-                "INSERT INTO judgements(query_id, item_modality, item_id, annotator_id, grade, at, "
-                "model_fingerprint, index_version, note, previous_id, state) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'current')",
-                (qid, item_modality, item_id, aid, grade, when, model_fingerprint, index_version, note,
-                 previous),
-            ).lastrowid
+    def record_judgements(self, records: Iterable[Mapping[str, Any]]) -> list[int]:
+        """Record many grades in one transaction (import, replay); each as :meth:`record_judgement`.
 
-        jid = self._write(run)
+        Args:
+            records: mappings with the keyword arguments of :meth:`record_judgement`.
+
+        All or nothing: a bad record raises InputError and none of them is kept.
+        """
+        clean = []
+        for r in records:
+            unknown = set(r) - {"query", "item_id", "item_modality", "grade", "annotator",
+                                "model_fingerprint", "index_version", "note", "at"}
+            if unknown:
+                raise InputError(f"unknown judgement field(s) {sorted(unknown)}")
+            grade = _as_grade(r.get("grade"))
+            if grade not in GRADES:
+                raise InputError(f"grade must be 0, 1, 2 or 3, not {grade}")
+            if r.get("item_modality") not in MODALITIES:
+                raise InputError(f"item modality must be one of {MODALITIES}, not {r.get('item_modality')!r}")
+            item_id = str(r.get("item_id", "")).strip()
+            if not item_id or any(c.isspace() for c in item_id):
+                raise InputError(f"item id {item_id!r} must be a non-empty word without spaces")
+            clean.append({**r, "grade": grade, "item_id": item_id, "at": r.get("at") or utc_now()})
+
+        def run(conn: sqlite3.Connection) -> list[int]:
+            ids = []
+            for r in clean:
+                qid = self._query_id(conn, r["query"])
+                aid = self._annotator_id(conn, r.get("annotator"))
+                old = conn.execute(
+                    "SELECT id FROM judgements WHERE query_id = ? AND item_modality = ? AND item_id = ? "
+                    "AND annotator_id = ? AND state = 'current'",
+                    (qid, r["item_modality"], r["item_id"], aid),
+                ).fetchone()
+                previous = old[0] if old else None
+                if previous is not None:
+                    conn.execute("UPDATE judgements SET state = 'replaced' WHERE id = ?", (previous,))
+                ids.append(conn.execute(
+                    "INSERT INTO judgements(query_id, item_modality, item_id, annotator_id, grade, at, "
+                    "model_fingerprint, index_version, note, previous_id, state) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'current')",
+                    (qid, r["item_modality"], r["item_id"], aid, r["grade"], r["at"],
+                     r.get("model_fingerprint"), r.get("index_version"), r.get("note"), previous),
+                ).lastrowid)
+            return ids
+
+        ids = self._write(run)
         if self.sync is not None:
-            self.sync.on_judgement(self.get_judgement(jid), self.get_query(query), event="judge")
-        return jid
+            for jid in ids:
+                j = self.get_judgement(jid)
+                self.sync.on_judgement(j, self.get_query(j.query_id), event="judge")
+        return ids
 
     def get_judgement(self, judgement_id: int) -> Judgement:
         """One row of the history by id."""
