@@ -102,19 +102,19 @@ def _demo(backbone: str, **kw: Any) -> ModelConfig:
 
 @register_model
 def demo() -> ModelConfig:
-    """Audio (log-mel) and score-image MobileNetV3-L towers + frozen all-MiniLM-L6-v2 text; ~35 MB stored."""
+    """Audio (log-mel) and score-image MobileNetV3-L towers + frozen all-MiniLM-L6-v2 text; ~37 MB stored."""
     return _demo("mobilenetv3_large_100")
 
 
 @register_model
 def demo_small() -> ModelConfig:
-    """As ``demo`` with MobileNetV3-S towers (fastest on a CPU)."""
+    """As ``demo`` with MobileNetV3-S towers (fastest on a CPU; ~14 MB stored)."""
     return _demo("mobilenetv3_small_100")
 
 
 @register_model
 def demo_effnet() -> ModelConfig:
-    """As ``demo`` with EfficientNet-B0 towers (~33 MB stored)."""
+    """As ``demo`` with EfficientNet-B0 towers (~36 MB stored)."""
     return _demo("efficientnet_b0")
 
 
