@@ -48,6 +48,12 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+def _fmt_cell(name: str, v: Any) -> str:
+    if name in ("MedR", "MeanR") and isinstance(v, (float, np.floating)) and not math.isnan(v):
+        return f"{v:.1f}"
+    return _fmt(v)
+
+
 def _metric_columns(ks, protocol: str) -> list[str]:
     if protocol == "graded":
         return [f"nDCG@{k}" for k in ks]
@@ -67,9 +73,9 @@ def markdown_tables(metrics: Mapping[str, Any]) -> str:
         lines.append("| --- | ---: | ---: | " + " | ".join("---:" for _ in cols) + " |")
         for direction, m in dirs.items():
             lines.append(f"| {direction} | {m['n_queries']} | {m['n_candidates']} | "
-                         + " | ".join(_fmt(m.get(c, float("nan"))) for c in cols) + " |")
+                         + " | ".join(_fmt_cell(c, m.get(c, float("nan"))) for c in cols) + " |")
             chance = m.get("chance", {})
-            cells = [f"*{_fmt(chance.get(c, float('nan')))}*" for c in cols]
+            cells = [f"*{_fmt_cell(c, chance.get(c, float('nan')))}*" for c in cols]
             lines.append("| *chance* | | | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -112,6 +118,7 @@ def plot_rank_cdf(ev: Evaluation, path, *, protocol: str = "item", other: Evalua
     dirs = ev.per_query.get(protocol, {})
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn: set = set()
     for i, (direction, pq) in enumerate(dirs.items()):
         colour = colours[i % len(colours)]
         n = pq.n_candidates
@@ -119,7 +126,12 @@ def plot_rank_cdf(ev: Evaluation, path, *, protocol: str = "item", other: Evalua
         x = np.arange(1, n + 1)
         ax.plot(x, np.searchsorted(ranks, x, side="right") / len(ranks), color=colour,
                 label=f"{direction} (N={n})")
-        ax.plot(x, chance_rank_cdf(pq)[1:], color=colour, linestyle="--", linewidth=0.8, alpha=0.7)
+        chance = chance_rank_cdf(pq)[1:]
+        key = (n, chance.round(6).tobytes())
+        if key not in drawn:  # directions with the same candidates and relevance share one curve
+            drawn.add(key)
+            ax.plot(x, chance, color=colour if protocol == "caption" else "grey", linestyle="--",
+                    linewidth=0.9, alpha=0.8, label=f"random (N={n})" if protocol != "caption" else None)
         if other is not None and direction in other.per_query.get(protocol, {}):
             opq = other.per_query[protocol][direction]
             oranks = np.sort(opq.first_rank[opq.valid])
@@ -129,7 +141,7 @@ def plot_rank_cdf(ev: Evaluation, path, *, protocol: str = "item", other: Evalua
     ax.set_xlabel("rank of the first relevant item")
     ax.set_ylabel("share of queries (cumulative)")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"Rank CDF ({protocol} relevance); dashed: random ranking")
+    ax.set_title(f"Rank CDF ({protocol} relevance); dashed: random ranking (seed 003 Fig. 5)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
