@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from browser.tiny_demo import make_demo
+
 from xmr.errors import InputError
 
 
@@ -43,7 +43,6 @@ def test_item_query_finds_itself_first(service):
 
 def test_long_audio_query_is_windowed_and_reports_the_matching_part(service, tmp_path):
     import soundfile as sf
-
     from browser.tiny_demo import tone
 
     # 6 s of one tone then the audio of item005: the best part for item005 starts late in the clip
@@ -157,4 +156,5 @@ def test_label_current_search_needs_a_single_input(service):
     task = service.next_task("bob", query=qid)
     assert task["item_id"] in {h.item_id for h in hits}
     with pytest.raises(InputError):
-        service.label_search({"inputs": {"text": "x", "image": "y.png"}, "hits": state["hits"]}, annotator="bob")
+        service.label_search({"inputs": {"text": "x", "image": "y.png"}, "hits": state["hits"]},
+                             annotator="bob")

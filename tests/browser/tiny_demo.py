@@ -114,15 +114,16 @@ class AppProcess:
         self.log = log
         self._log_fh = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("serve.py"))], cwd=ROOT, env=full,
-                                     stdout=self._log_fh, stderr=subprocess.STDOUT)
+        cmd = [sys.executable, str(Path(__file__).with_name("serve.py"))]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=full, stdout=self._log_fh, stderr=subprocess.STDOUT)
         self.ready_seconds = self._wait(timeout)
 
     def _wait(self, timeout: float) -> float:
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the app exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+                tail = self.log.read_text()[-3000:]
+                raise RuntimeError(f"the app exited with {self.proc.returncode}:\n{tail}")
             try:
                 with urllib.request.urlopen(self.url + "config", timeout=2) as r:
                     if r.status == 200:

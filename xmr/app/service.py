@@ -479,7 +479,9 @@ class RetrievalService:
         k = int(k)
         if not 1 <= k <= self.config.max_k:
             raise InputError(f"k must be between 1 and {self.config.max_k}, got {k}")
-        raw = _index_search(self.index, query.vector[None, :], targets=tuple(targets), k=k)
+        # each target may return the same items (an item's audio and its image), so ask for k per
+        # target and keep every item once, at its best score
+        raw = _index_search(self.index, query.vector[None, :], targets=tuple(targets), k=k * len(targets))
         best: dict[str, tuple[float, str, float | None]] = {}
         for item_id, modality, score, offset in raw[0]:
             prev = best.get(item_id)
@@ -743,6 +745,7 @@ class RetrievalService:
         """The next result for this annotator to grade (from every pool, or from one query's), or
         ``None`` when there is nothing left; the demo pool is created on first use."""
         store = self._store()
+        store.add_annotator(annotator)  # so that progress counts what is left for a newcomer
         if query is None:
             self.ensure_demo_pool()
         items = store.next_items(annotator, 1, query=query)

@@ -22,7 +22,6 @@ from xmr.errors import InputError, XmrError
 # Result slots drawn in the page (the API may ask for up to ServiceConfig.max_k).
 UI_MAX_K = 20
 GRADES = {0: "0 · not relevant", 1: "1 · somewhat", 2: "2 · relevant", 3: "3 · highly relevant"}
-ICONS = {"audio": "🎵", "image": "🖼", "text": "📝"}
 
 CSS = """
 .result-slot {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 4px;}
@@ -82,7 +81,7 @@ def _fmt_time(seconds: float | None) -> str:
 def hit_markdown(hit: dict[str, Any]) -> str:
     """The text of one result card."""
     head = (f"**#{hit['rank']}** · similarity **{hit['score']:.3f}** · matched in "
-            f"{ICONS.get(hit['modality'], '')} {hit['modality']} · `{hit['item_id']}`")
+            f"{hit['modality']} · `{hit['item_id']}`")
     lines = [head]
     if hit.get("query_offset") is not None:
         lines.append(f"best-matching part of your clip starts at **{_fmt_time(hit['query_offset'])}**")
@@ -271,7 +270,7 @@ def build_blocks(service: RetrievalService):
         q = task
         qimg = q["query_media"] if q["query_modality"] == "image" else None
         qaud = q["query_media"] if q["query_modality"] == "audio" else None
-        qtext = (f"**Query** `{q['qid']}` ({ICONS.get(q['query_modality'], '')} {q['query_modality']})"
+        qtext = (f"**Query** `{q['qid']}` ({q['query_modality']})"
                  + (f": “{q['query_text']}”" if q.get("query_text") else ""))
         item_img = media_or_none(q["item_id"], "image")
         item_aud = media_or_none(q["item_id"], "audio")
@@ -371,7 +370,7 @@ def build_blocks(service: RetrievalService):
                     for m in MODALITIES:
                         with gr.Row():
                             for n, item_id in enumerate(service.examples(m, 3)):
-                                b = gr.Button(f"{ICONS[m]} {m} example {n + 1}", size="sm",
+                                b = gr.Button(f"{m} example {n + 1}", size="sm",
                                               elem_id=f"example-{m}-{n}")
                                 example_buttons.append((b, m, item_id))
                 status = gr.Markdown(elem_id="search-status")
