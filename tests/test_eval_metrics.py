@@ -190,3 +190,18 @@ def test_trec_files_round_trip(tmp_path):
         read_qrels(tmp_path / "bad.qrels")
     with pytest.raises(InputError, match="unknown trec_eval measure"):
         evaluate_qrels(qrels, run, ["nonsense_5"])
+
+
+def test_qrels_relevance_gives_trec_eval_numbers():
+    from xmr.eval.protocols import qrels_relevance
+
+    rng = np.random.default_rng(11)
+    scores = np.round(rng.random((4, 30)), 2)
+    qids, docnos = ["a", "b", "c", "d"], tie_docnos(30, prefix="audio:")
+    qrels = {"a": {docnos[3]: 3, docnos[7]: 1, docnos[9]: 0}, "b": {docnos[0]: 2}, "c": {docnos[1]: 0}}
+    m = retrieval_metrics(scores, qrels_relevance(qrels, qids, docnos), ks=(10,))
+    ref = evaluate_qrels(qrels, run_from_scores(scores, qids, docnos), ["ndcg_cut_10", "map", "recip_rank"])
+    # "c" has only a grade-0 judgement and "d" none: left out of the averages (counted apart).
+    assert m["n_queries"] == 2 and m["n_queries_without_relevant"] == 2
+    assert m["nDCG@10"] == pytest.approx(np.mean([ref[q]["ndcg_cut_10"] for q in ("a", "b")]), abs=1e-12)
+    assert m["mAP"] == pytest.approx(np.mean([ref[q]["map"] for q in ("a", "b")]), abs=1e-12)

@@ -248,7 +248,8 @@ def _has_media(df, column: str) -> list[int]:
 
 
 def embed_split(model, df, *, manifest_dir=None, caption_styles: Sequence[str] = ("full",),
-                include_unseen: bool = True, batch_size: int = 32, progress: bool = False) -> list[View]:
+                include_unseen: bool = True, batch_size: int = 32, progress: bool = False,
+                modalities: Sequence[str] | None = None) -> list[View]:
     """Embed the items of a manifest frame with a model, one :class:`View` per modality/style.
 
     Args:
@@ -259,23 +260,25 @@ def embed_split(model, df, *, manifest_dir=None, caption_styles: Sequence[str] =
         include_unseen: also embed the ``audio_unseen`` view where the manifest has it.
         batch_size: items per forward pass.
         progress: show progress bars.
+        modalities: embed only these (default: every modality of the model).
     """
+    wanted = set(model.modalities if modalities is None else modalities) & set(model.modalities)
     views: list[View] = []
     ids = [str(i) for i in df["id"].tolist()]
     rows = [r for _, r in df.iterrows()]
     audio_cols = ["audio"] + (["audio_unseen"] if include_unseen else [])
     for column in audio_cols:
         idx = _has_media(df, column)
-        if "audio" in model.modalities and idx:
+        if "audio" in wanted and idx:
             paths = [item_media_path(rows[i], column, manifest_dir=manifest_dir) for i in idx]
             vecs = embed_audio_files(model, paths, batch_size=batch_size, progress=progress)
             views.append(View(column, "audio", vecs, [ids[i] for i in idx]))
     idx = _has_media(df, "image")
-    if "image" in model.modalities and idx:
+    if "image" in wanted and idx:
         paths = [str(item_media_path(rows[i], "image", manifest_dir=manifest_dir)) for i in idx]
         vecs = model.encode("image", paths, batch_size=batch_size)
         views.append(View("image", "image", vecs, [ids[i] for i in idx]))
-    if "text" in model.modalities:
+    if "text" in wanted:
         for style in caption_styles:
             lists = _caption_lists(df, style)
             texts = [t for caps in lists for t in caps]
@@ -485,7 +488,7 @@ def evaluate_qrels_set(
         raise InputError(f"qrels docnos must look like '<modality>:<item_id>', got modality {bad[0]!r}")
     df, manifest_dir = load_manifest(manifest)
     views = embed_split(model, df, manifest_dir=manifest_dir, include_unseen=False,
-                        batch_size=batch_size, progress=progress)
+                        batch_size=batch_size, progress=progress, modalities=targets)
     cand_vecs: dict[str, np.ndarray] = {}
     cand_ids: dict[str, list[str]] = {}
     for v in views:
