@@ -178,3 +178,44 @@ def test_a_store_inherited_through_fork_opens_its_own_connection(tmp_path):
     store.record_judgement(query="q1", item_id="parent2", item_modality="audio", grade=2, annotator="parent")
     assert store.count_current() == 42 and store.integrity_check() == "ok"
     store.close()
+
+
+def test_a_lock_held_past_the_busy_timeout_is_waited_out(tmp_path):
+    import sqlite3
+    import time
+
+    store = LabelStore(tmp_path / "l.sqlite", sync=False, busy_timeout_ms=10, max_wait_s=20)
+    q = store.add_query(modality="text", text="blocked")
+    other = sqlite3.connect(tmp_path / "l.sqlite", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock for 0.3 s
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    t0 = time.monotonic()
+    jid = store.record_judgement(query=q, item_id="a", item_modality="audio", grade=1, annotator="ada")
+    waited = time.monotonic() - t0
+    release.join()
+    other.close()
+    assert store.get_judgement(jid).state == "current"
+    assert store.busy_retries > 0 and waited > 0.2  # it waited for the lock instead of failing
+    store.close()
+
+
+def test_a_lock_held_for_ever_gives_a_one_line_store_error(tmp_path):
+    import sqlite3
+
+    import pytest
+
+    from xmr.labels import StoreBusyError
+
+    store = LabelStore(tmp_path / "l.sqlite", sync=False, busy_timeout_ms=10, max_wait_s=0.2)
+    q = store.add_query(modality="text", text="blocked")
+    other = sqlite3.connect(tmp_path / "l.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StoreBusyError, match="stayed locked"):
+        store.record_judgement(query=q, item_id="a", item_modality="audio", grade=1, annotator="ada")
+    other.execute("COMMIT")
+    other.close()
+    assert store.count_current() == 0
+    store.record_judgement(query=q, item_id="a", item_modality="audio", grade=1, annotator="ada")
+    assert store.count_current() == 1
+    store.close()

@@ -370,6 +370,7 @@ class LabelStore:
         self._local = threading.local()
         self._all: list[tuple[int, sqlite3.Connection]] = []  # (pid that opened it, connection)
         self._all_lock = threading.Lock()
+        self.busy_retries = 0  # how often a write found the database locked past the busy timeout
         if sync is None:
             from xmr.labels.hub import from_env
 
@@ -413,6 +414,7 @@ class LabelStore:
                             f"label database {self.path} stayed locked for {self.max_wait_s:.0f} s"
                         ) from err
                     raise
+                self.busy_retries += 1  # a statistic only; racy increments are fine
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.25)
 
