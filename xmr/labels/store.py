@@ -616,8 +616,8 @@ class LabelStore:
     def _query_id(conn: sqlite3.Connection, query: int | str) -> int:
         if isinstance(query, Query):
             query = query.id
-        if isinstance(query, int) and not isinstance(query, bool):
-            row = conn.execute("SELECT id FROM queries WHERE id = ?", (query,)).fetchone()
+        if not isinstance(query, (str, bool)) and hasattr(query, "__index__"):  # int, numpy int
+            row = conn.execute("SELECT id FROM queries WHERE id = ?", (operator.index(query),)).fetchone()
         else:
             row = conn.execute("SELECT id FROM queries WHERE qid = ?", (str(query),)).fetchone()
         if row is None:
