@@ -232,3 +232,66 @@ def test_xbm_loss_matches_loops():
                 want += -(dot(anchor, pos) / TAU - math.log(denom))
         assert logs["audio-image/xbm"] == pytest.approx(want / 2, rel=1e-5)
         assert loss.item() == pytest.approx(logs["audio-image/batch"] + want / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["log", "scale"])
+def test_scfem_three_modalities_with_missing_items_matches_loops(mode):
+    """Per-pair SCFEM with audio, image and text, missing modalities and shared groups, against loops
+    over the memory contents (which the loss writes before it computes, so the state after the call
+    is the one it used)."""
+    n, d, b = 12, 4, 6
+    fn = build_loss(
+        {
+            "memory": "scfem",
+            "num_items": n,
+            "embed_dim": d,
+            "memory_weights": [1.0, 0.5],
+            "memory_weight_mode": mode,
+        }
+    )
+    g = torch.Generator().manual_seed(0)
+    for step in range(5):
+        ids = torch.randperm(n, generator=g)[:b]
+        emb = {
+            m: torch.nn.functional.normalize(torch.randn(b, d, generator=g), dim=1)
+            for m in ("audio", "image", "text")
+        }
+        present = {m: torch.ones(b, dtype=torch.bool) for m in emb}
+        present["text"][0] = False
+        present["image"][1] = False
+        groups = ids.clone()
+        groups[3] = groups[2]  # rows 2 and 3 share a caption
+        loss, logs = fn(emb, present, ids, groups, step)
+    mem = {m: fn.memories[m] for m in emb}
+
+    def half(a, item, grp, M):
+        total = 0.0
+        for e in range(2):
+            if not M.valid[e, item]:
+                continue
+            cols = [j for j in range(n) if M.valid[e, j] and (j == item or int(M.groups[j]) != grp)]
+            denom = sum(math.exp(dot(a, M.emb[e, j]) / TAU) for j in cols)
+            log_prob = dot(a, M.emb[e, item]) / TAU - math.log(denom)
+            w = [1.0, 0.5][e]
+            total += -(math.log(w) + log_prob) if mode == "log" else -w * log_prob
+        return total
+
+    for x, y in (("audio", "image"), ("audio", "text"), ("image", "text")):
+        rows = [r for r in range(b) if present[x][r] and present[y][r]]
+        self_ = sum(
+            half(emb[x][r], int(ids[r]), int(groups[r]), mem[x])
+            + half(emb[y][r], int(ids[r]), int(groups[r]), mem[y])
+            for r in rows
+        ) / len(rows)
+        cross = sum(
+            half(emb[x][r], int(ids[r]), int(groups[r]), mem[y])
+            + half(emb[y][r], int(ids[r]), int(groups[r]), mem[x])
+            for r in rows
+        ) / len(rows)
+        assert logs[f"{x}-{y}/self"] == pytest.approx(self_, rel=1e-5)
+        assert logs[f"{x}-{y}/cross"] == pytest.approx(cross, rel=1e-5)
+    want = sum(
+        logs[f"{p}/batch"] + 0.3 * logs[f"{p}/self"] + 0.2 * logs[f"{p}/cross"]
+        for p in ("audio-image", "audio-text", "image-text")
+    )
+    assert loss.item() == pytest.approx(want, rel=1e-5)

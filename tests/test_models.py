@@ -44,6 +44,10 @@ def test_registry_errors_and_overrides():
     assert cfg.embed_dim == 128 and cfg.audio.backbone == "resnet18"
     with pytest.raises(InputError, match="unknown"):
         ModelConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+    with pytest.raises(InputError, match="preprocessing"):
+        ModelConfig.from_dict({**cfg.to_dict(), "image_preprocessing": {"size": [0, 3]}})
+    with pytest.raises(InputError, match="sample_rate"):
+        cfg.with_overrides(sample_rate=22050)
 
 
 def test_demo_small_builds_offline_with_packaged_minilm():

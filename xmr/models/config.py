@@ -138,10 +138,13 @@ class ModelConfig:
                 if bad:
                     raise InputError(f"unknown {m} tower keys: {', '.join(sorted(bad))}")
                 data[m] = TowerConfig(**t)
-        if isinstance(data.get("spectrogram"), dict):
-            data["spectrogram"] = SpectrogramConfig.from_dict(data["spectrogram"])
-        if isinstance(data.get("image_preprocessing"), dict):
-            data["image_preprocessing"] = ImageConfig.from_dict(data["image_preprocessing"])
+        try:
+            if isinstance(data.get("spectrogram"), dict):
+                data["spectrogram"] = SpectrogramConfig.from_dict(data["spectrogram"])
+            if isinstance(data.get("image_preprocessing"), dict):
+                data["image_preprocessing"] = ImageConfig.from_dict(data["image_preprocessing"])
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"bad model preprocessing config: {exc}") from exc
         return cls(**data)
 
     def with_overrides(self, **overrides: Any) -> ModelConfig:

@@ -283,14 +283,14 @@ class PairwiseLoss(nn.Module):
             return hinge.max(dim=1).values.sum()
         return hinge.sum()
 
-    def _epoch_memory_term(self, a, a_ids, a_groups, mem: EpochMemory) -> torch.Tensor:
-        """Sum over anchors and slots of one half of eq. (6) or (7): anchors ``a`` against memory ``mem``."""
-        total = a.new_zeros(())
-        n = mem.num_items
-        cols = torch.arange(n, device=a.device)
+    def _epoch_memory_rows(self, a, a_ids, a_groups, mem: EpochMemory) -> torch.Tensor:
+        """Per anchor, the sum over slots ``e`` of one half of eq. (6) or (7): anchors ``a`` ``(n, D)``
+        against memory ``mem``; ``(n,)``, 0 for slots that do not hold the anchor's own item."""
+        out = a.new_zeros(a.shape[0])
+        cols = torch.arange(mem.num_items, device=a.device)
         inv_tau = 1.0 / self.cfg.memory_temperature
         # a stored item of the anchor's group (other than the anchor's own id) is not a negative
-        mates = (mem.groups[None, :] == a_groups[:, None]) & (cols[None, :] != a_ids[:, None])  # (nq, N)
+        mates = (mem.groups[None, :] == a_groups[:, None]) & (cols[None, :] != a_ids[:, None])  # (n, N)
         for e in range(mem.epochs):
             valid = mem.valid[e]
             has_pos = valid[a_ids]  # the anchor's own entry t-e must exist to form the positive
@@ -301,11 +301,9 @@ class PairwiseLoss(nn.Module):
             logits = logits.masked_fill(~valid[None, :] | mates[rows], float("-inf"))
             log_prob = logits[torch.arange(rows.numel(), device=a.device), a_ids[rows]] - logits.logsumexp(1)
             w = self.memory_weights[e]
-            if self.cfg.memory_weight_mode == "log":
-                total = total - (math.log(w) + log_prob).sum()
-            else:
-                total = total - w * log_prob.sum()
-        return total
+            term = -(math.log(w) + log_prob) if self.cfg.memory_weight_mode == "log" else -w * log_prob
+            out = out.index_add(0, rows, term)
+        return out
 
     def _xbm_term(self, a, b_pos, a_ids, a_groups, mem: QueueMemory, scale: float) -> torch.Tensor:
         """Sum over anchors of InfoNCE against the queue: positive = the anchor's own pair (detached)."""
@@ -371,6 +369,17 @@ class PairwiseLoss(nn.Module):
             self._write_memories(emb, present, ids, groups, step)
         use_memory = self.memory_active(step)
 
+        row_terms: dict[tuple[str, str], torch.Tensor] = {}
+
+        def memory_rows(a_mod: str, m_mod: str) -> torch.Tensor:
+            # (B,) SCFEM terms of every local row with modality a_mod against memory m_mod; computed
+            # once per call and shared by the pairs (audio's self term serves audio-image and audio-text)
+            if (a_mod, m_mod) not in row_terms:
+                r = (is_local & present[a_mod]).nonzero().squeeze(1)
+                vals = self._epoch_memory_rows(emb[a_mod][r], ids[r], groups[r], self.memories[m_mod])
+                row_terms[a_mod, m_mod] = emb[a_mod].new_zeros(b).index_add(0, r, vals)
+            return row_terms[a_mod, m_mod]
+
         total = sum(v.sum() * 0.0 for v in emb.values())  # keeps the graph when no pair is present
         logs: dict[str, float] = {}
         for x, y in self.pairs:
@@ -395,13 +404,12 @@ class PairwiseLoss(nn.Module):
                 aq_x, aq_y, a_ids, a_groups = ex[q], ey[q], iid[q], gid[q]
                 mx, my = self.memories[x], self.memories[y]
                 if self.cfg.memory == "scfem":
+                    anchors = rows[q]  # global rows of this pair's anchors
                     l_self = norm * (
-                        self._epoch_memory_term(aq_x, a_ids, a_groups, mx)
-                        + self._epoch_memory_term(aq_y, a_ids, a_groups, my)
+                        memory_rows(x, x)[anchors].sum() + memory_rows(y, y)[anchors].sum()
                     )  # eq. (6)
                     l_cross = norm * (
-                        self._epoch_memory_term(aq_x, a_ids, a_groups, my)
-                        + self._epoch_memory_term(aq_y, a_ids, a_groups, mx)
+                        memory_rows(x, y)[anchors].sum() + memory_rows(y, x)[anchors].sum()
                     )  # eq. (7)
                     pair_loss = pair_loss + self.cfg.lambda_self * l_self + self.cfg.lambda_cross * l_cross
                     logs[f"{name}/self"] = float(l_self.detach())
