@@ -227,5 +227,9 @@ def test_panns_tower_and_freezing():
     assert not model.towers["audio"].training and model.towers["image"].training
     assert all(not p.requires_grad for p in model.towers["audio"].parameters())
     assert all(p.requires_grad for p in model.towers["image"].parameters())
+    cfg.image = TowerConfig(kind="panns", backbone="cnn6", options={"channels": [4, 8]})  # lazy bn0 on images
+    model = create_model(cfg)
+    assert model.towers["image"].bn0.num_features == 32  # the image height
+    assert model.encode("image", [np.zeros((40, 50), np.uint8)]).shape == (1, 16)
     with pytest.raises(InputError, match="PANNs"):
         create_model(cfg.with_overrides(**{"audio.backbone": "cnn99"}))

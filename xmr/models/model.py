@@ -57,8 +57,7 @@ class XmrModel(nn.Module):
             self.heads[m] = build_head(
                 tcfg.head, tower.out_dim, cfg.embed_dim, hidden=tcfg.head_hidden, dropout=tcfg.dropout
             )
-        if "audio" in cfg.modalities:
-            self._materialise_lazy()
+        self._materialise_lazy()
         for m in cfg.modalities:
             self.set_frozen(m, cfg.tower(m).frozen)
         self._fingerprint: str | None = None
@@ -130,13 +129,26 @@ class XmrModel(nn.Module):
             raise InputError(f"this model has no {modality!r} encoder (it has {', '.join(self.modalities)})")
 
     def _materialise_lazy(self) -> None:
-        # LazyBatchNorm (PANNs bn0) needs one forward to know its size; do it at build time so that
-        # state dicts are complete before any checkpoint is written or loaded.
-        with torch.no_grad():
-            was = self.training
-            self.eval()
-            self.towers["audio"](self.features_input("audio", torch.zeros(1, self.audio_window_samples)))
-            self.train(was)
+        # Lazy modules (PANNs' bn0 without n_freq) learn their size from one forward; do it at build
+        # time so that state dicts are complete before any checkpoint is written or loaded.
+        from torch.nn.modules.lazy import LazyModuleMixin
+
+        for m in ("audio", "image"):
+            if m not in self.towers:
+                continue
+            lazy = [x for x in self.towers[m].modules() if isinstance(x, LazyModuleMixin)]
+            if not any(x.has_uninitialized_params() for x in lazy):
+                continue
+            if m == "audio":
+                dummy = self.features_input("audio", torch.zeros(1, self.audio_window_samples))
+            else:
+                h, w = self.config.image_preprocessing.size
+                dummy = torch.zeros(1, _in_chans(self.config, "image"), h, w)
+            was = self.towers[m].training
+            with torch.no_grad():
+                self.towers[m].eval()
+                self.towers[m](dummy)
+            self.towers[m].train(was)
 
     def fit_audio(self, wave: np.ndarray) -> np.ndarray:
         """Crop (from the start) or zero-pad a mono waveform to the model's audio window."""
