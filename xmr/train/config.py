@@ -41,6 +41,8 @@ class DataConfig:
             scale 0.75-1.25).
         cache_dir: folder for decoded/precomputed features (npy), reused across runs; default
             ``<out>/cache``.
+        positive_groups: "caption": items of a batch with the same caption string are positives of
+            each other, never negatives (multi-positive masking); "none": only the item itself.
         max_items: use at most this many training items (smoke runs).
         val_max_items: evaluate on at most this many validation items.
     """
@@ -56,6 +58,7 @@ class DataConfig:
     affine_degrees: float = 25.0
     affine_translate: float = 0.15
     affine_scale: list[float] = field(default_factory=lambda: [0.75, 1.25])
+    positive_groups: str = "caption"
     cache_dir: str | None = None
     max_items: int | None = None
     val_max_items: int | None = 1000
@@ -164,6 +167,8 @@ class TrainConfig:
             raise InputError(f"config: train.amp must be off/bf16/fp16/auto, got {self.train.amp!r}")
         if self.train.steps < 1:
             raise InputError("config: train.steps must be positive")
+        if self.data.positive_groups not in ("caption", "none"):
+            raise InputError("config: data.positive_groups must be caption or none")
         if self.data.caption_choice not in ("random", "first"):
             raise InputError("config: data.caption_choice must be random or first")
 
@@ -173,7 +178,11 @@ def _build(cls, raw: dict[str, Any], section: str):
     unknown = set(raw) - set(names)
     if unknown:
         raise InputError(f"config: unknown key(s) in {section}: {', '.join(sorted(unknown))}")
-    return cls(**raw)
+    fixed = {}
+    for k, v in raw.items():
+        kind = str(names[k].type)
+        fixed[k] = float(_number(v)) if kind.startswith("float") and isinstance(v, (str, int)) else v
+    return cls(**fixed)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -190,7 +199,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         parsed = yaml.safe_load(value) if value.strip() else ""
     except yaml.YAMLError as err:
         raise InputError(f"--set {key}: cannot parse value {value!r}") from err
-    return path, parsed
+    return path, _number(parsed)
+
+
+def _number(value: Any) -> Any:
+    """YAML 1.1 reads ``3e-4`` (no dot) as a string; numbers are what such a value means."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            return value
+    return value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -204,6 +223,32 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node = node[part]
         node[path[-1]] = value
     return raw
+
+
+def _read_yaml(path: Path, yaml, *, seen: tuple) -> dict[str, Any]:
+    """A config file; a top-level ``base: other.yaml`` (relative to this file) is read first and
+    this file's values are merged over it, section by section."""
+    if not path.is_file():
+        raise InputError(f"config file not found: {path}")
+    if path.resolve() in seen:
+        raise InputError(f"config {path}: circular base")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise InputError(f"cannot parse config {path}: {str(err).splitlines()[0]}") from err
+    if not isinstance(loaded, dict):
+        raise InputError(f"config {path} must be a mapping")
+    parent = loaded.pop("base", None)
+    if parent:
+        return _deep_merge(_read_yaml(path.parent / str(parent), yaml, seen=(*seen, path.resolve())), loaded)
+    return loaded
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
@@ -226,15 +271,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     raw: dict[str, Any] = json.loads(json.dumps(base)) if base else {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise InputError(f"cannot parse config {path}: {str(err).splitlines()[0]}") from err
-        if not isinstance(loaded, dict):
-            raise InputError(f"config {path} must be a mapping")
-        raw.update(loaded)
+        raw = _deep_merge(raw, _read_yaml(path, yaml, seen=()))
     apply_overrides(raw, overrides or [])
     cfg = TrainConfig.from_dict(raw)
     manifest = Path(cfg.data.manifest).expanduser()

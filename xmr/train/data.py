@@ -66,7 +66,7 @@ def _generator(seed: int, step: int, index: int):
 def random_affine(img, *, gen, degrees: float, translate: float, scale: tuple[float, float]):
     """Seed 003's image augmentation: rotation in ±degrees, translation up to ``translate`` of the
     size, isotropic scale in ``scale``; the uncovered border is filled with the image's border colour
-    (white paper for a score, so the augmentation does not invent black frames).
+    (its median: white paper for a score, so the augmentation does not invent black frames).
 
     Args:
         img: (C, H, W) float tensor.
@@ -82,7 +82,7 @@ def random_affine(img, *, gen, degrees: float, translate: float, scale: tuple[fl
     ty = round((2 * u[2] - 1) * translate * h)
     s = scale[0] + u[3] * (scale[1] - scale[0])
     border = torch.cat([img[:, 0, :], img[:, -1, :], img[:, :, 0], img[:, :, -1]], dim=1)
-    fill = border.mean(dim=1).tolist()
+    fill = border.median(dim=1).values.tolist()  # the paper colour, robust to lines touching the edge
     return F.affine(img, angle=angle, translate=[tx, ty], scale=s, shear=[0.0, 0.0], fill=fill)
 
 

@@ -239,9 +239,38 @@ class Trainer:
     def _build_sampler(self):
         if not self.cfg.curriculum:
             return RandomBatchSampler(len(self.train_items), self.cfg.data.batch_size, seed=self.cfg.seed)
-        from xmr.train.curriculum_hook import build_curriculum
+        from xmr.train.curriculum import CurriculumBatchSampler
 
-        return build_curriculum(self)
+        cur = dict(self.cfg.curriculum)
+        unknown = set(cur) - {"ancillary", "ancillary_modalities", "schedule"}
+        if unknown:
+            raise InputError(f"config: unknown curriculum key(s): {', '.join(sorted(unknown))}")
+        emb = self._ancillary(cur.get("ancillary"), cur.get("ancillary_modalities", ["audio", "text"]))
+        # Global batches (rank 0 / world 1): this trainer slices each process's rows itself.
+        return CurriculumBatchSampler(emb, self.cfg.data.batch_size, schedule=cur.get("schedule"),
+                                      seed=self.cfg.seed)
+
+    def _ancillary(self, source, modalities):
+        """3CMLF's ancillary embeddings of the training items: an earlier checkpoint or an .npy file."""
+        from xmr.train.adapter import ModelAdapter
+        from xmr.train.evaluate import embed_items
+
+        if not source:
+            raise InputError("config: curriculum.ancillary must name an earlier checkpoint or an .npy file")
+        path = Path(str(source))
+        if path.suffix == ".npy":
+            emb = np.load(path)
+            if emb.shape[0] != len(self.train_items):
+                raise InputError(f"{path}: {emb.shape[0]} ancillary vectors, {len(self.train_items)} items")
+            return emb
+        import xmr
+
+        earlier = xmr.load_model(path, device=str(self.device))
+        mods = tuple(m for m in MODALITY_ORDER if m in modalities and m in earlier.modalities)
+        adapter = ModelAdapter(earlier, modalities=mods, device=self.device)
+        parts = embed_items(adapter, self.train_items, modalities=mods)
+        total = sum(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) for v in parts.values())
+        return total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)
 
     def _amp_dtype(self):
         import torch
@@ -346,7 +375,7 @@ class Trainer:
                    for m in self.modalities}
         ids = dist.all_gather_nograd(torch.tensor(indices, dtype=torch.long, device=self.device))
         groups = None
-        if "text" in self.modalities:
+        if "text" in self.modalities and self.cfg.data.positive_groups == "caption":
             groups = dist.all_gather_nograd(_caption_groups(batch.text).to(self.device))
         return present, ids, groups
 
@@ -525,10 +554,17 @@ class Trainer:
         return report
 
     def _before_step(self) -> None:
-        """Hook for schedules that change what trains at a given step (the 3CMLF stages)."""
-        hook = getattr(self.sampler, "before_step", None)
-        if hook is not None:
-            hook(self)
+        """The 3CMLF stage of the current epoch decides which towers train (seed 004 §II-E)."""
+        frozen_now = getattr(self.sampler, "frozen", None)
+        if frozen_now is None:
+            return
+        stage_frozen = set(frozen_now())
+        if stage_frozen == getattr(self, "_stage_frozen", None):
+            return
+        self._stage_frozen = stage_frozen
+        self.adapter.set_frozen(sorted(set(self.cfg.train.freeze)), heads=self.cfg.train.freeze_heads)
+        for m in stage_frozen & set(self.modalities):
+            self.adapter.set_trainable(m, False, heads=True)
 
     def _eval_and_log(self) -> None:
         from xmr.train import dist
