@@ -144,7 +144,8 @@ def evaluate_embeddings(
         if attributes and attribute_names:
             grades = protocols.attribute_grades(q.item_ids, c.item_ids, attributes, attribute_names)
             pq = per_query_metrics(scores, grades, ks=ks, chunk_size=chunk_size)
-            record("graded", direction, pq, keep=("n_queries", "n_candidates", "mean_relevant", "nDCG"))
+            record("graded", direction, pq,
+                   keep=("n_queries", "n_candidates", "n_queries_without_relevant", "mean_relevant", "nDCG"))
     if attribute_names and attributes:
         metrics["graded_attributes"] = list(attribute_names)
     return Evaluation(metrics=metrics, per_query=per_query)

@@ -106,85 +106,96 @@ def _qrels_table(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_rank_cdf(ev: Evaluation, path, *, protocol: str = "item", other: Evaluation | None = None,
-                  other_label: str = "other") -> Path:
-    """Rank CDF per direction (seed 003 Fig. 5): share of queries whose first relevant item is at
-    rank <= x, with the random-chance curve dashed; ``other``'s curves dotted."""
+def _pair_panels(dirs: Mapping[str, Any]) -> list[list[str]]:
+    """Directions grouped by their pair of views: ``[["audio->image", "image->audio"], ...]``."""
+    groups: dict[frozenset, list[str]] = {}
+    for direction in dirs:
+        groups.setdefault(frozenset(direction.split("->")), []).append(direction)
+    return list(groups.values())
+
+
+def _panel_figure(n_panels: int):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    dirs = ev.per_query.get(protocol, {})
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    drawn: set = set()
-    for i, (direction, pq) in enumerate(dirs.items()):
-        colour = colours[i % len(colours)]
-        n = pq.n_candidates
-        ranks = np.sort(pq.first_rank[pq.valid])
-        x = np.arange(1, n + 1)
-        ax.plot(x, np.searchsorted(ranks, x, side="right") / len(ranks), color=colour,
-                label=f"{direction} (N={n})")
-        chance = chance_rank_cdf(pq)[1:]
-        key = (n, chance.round(6).tobytes())
-        if key not in drawn:  # directions with the same candidates and relevance share one curve
-            drawn.add(key)
-            ax.plot(x, chance, color=colour if protocol == "caption" else "grey", linestyle="--",
-                    linewidth=0.9, alpha=0.8, label=f"random (N={n})" if protocol != "caption" else None)
-        if other is not None and direction in other.per_query.get(protocol, {}):
-            opq = other.per_query[protocol][direction]
-            oranks = np.sort(opq.first_rank[opq.valid])
-            ax.plot(x, np.searchsorted(oranks, x, side="right") / len(oranks), color=colour, linestyle=":",
-                    label=f"{direction} ({other_label})")
-    ax.set_xscale("log")
-    ax.set_xlabel("rank of the first relevant item")
-    ax.set_ylabel("share of queries (cumulative)")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(f"Rank CDF ({protocol} relevance); dashed: random ranking (seed 003 Fig. 5)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    cols = min(3, max(1, n_panels))
+    rows = math.ceil(max(1, n_panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), dpi=100, squeeze=False)
+    for ax in axes.flat[n_panels:]:
+        ax.set_visible(False)
+    return plt, fig, list(axes.flat)
+
+
+def _save(plt, fig, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _cdf(pq, x: np.ndarray) -> np.ndarray:
+    ranks = np.sort(pq.first_rank[pq.valid])
+    return np.searchsorted(ranks, x, side="right") / max(1, len(ranks))
+
+
+def plot_rank_cdf(ev: Evaluation, path, *, protocol: str = "item", other: Evaluation | None = None,
+                  other_label: str = "other") -> Path:
+    """Rank CDF per direction (seed 003 Fig. 5), one panel per pair of views: the share of queries
+    whose first relevant item is at rank <= x; dashed: a random ranking; dotted: ``other``."""
+    dirs = ev.per_query.get(protocol, {})
+    panels = _pair_panels(dirs)
+    plt, fig, axes = _panel_figure(len(panels))
+    colours = ("tab:blue", "tab:orange")
+    for ax, group in zip(axes, panels, strict=False):
+        for colour, direction in zip(colours, group, strict=False):
+            pq = dirs[direction]
+            n = pq.n_candidates
+            x = np.arange(1, n + 1)
+            ax.plot(x, _cdf(pq, x), color=colour, label=f"{direction} (N={n})")
+            ax.plot(x, chance_rank_cdf(pq)[1:], color=colour, linestyle="--", linewidth=0.9, alpha=0.7)
+            if other is not None and direction in other.per_query.get(protocol, {}):
+                ax.plot(x, _cdf(other.per_query[protocol][direction], x), color=colour, linestyle=":",
+                        label=f"{other_label}")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.02)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_xlabel("rank of the first relevant item")
+        ax.set_ylabel("share of queries")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"Rank CDF, {protocol} relevance (dashed: random ranking)", fontsize=10)
+    return _save(plt, fig, path)
 
 
 def plot_pr_curve(ev: Evaluation, path, *, protocol: str = "item", other: Evaluation | None = None,
                   other_label: str = "other") -> Path:
-    """Mean interpolated precision at the 11 recall levels per direction; the dotted horizontal
-    line in each colour is the share of relevant candidates (a random ranking's precision)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Mean interpolated precision at the 11 recall levels, one panel per pair of views; the
+    dotted horizontal line is the share of relevant candidates (a random ranking's precision)."""
     dirs = ev.per_query.get(protocol, {})
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (direction, pq) in enumerate(dirs.items()):
-        colour = colours[i % len(colours)]
-        prec = np.mean(pq.iprec[pq.valid], axis=0)
-        ax.plot(RECALL_LEVELS, prec, marker="o", markersize=3, color=colour, label=direction)
-        base = float(np.mean(pq.n_relevant[pq.valid] / pq.n_candidates))
-        ax.axhline(base, color=colour, linestyle=":", linewidth=0.8, alpha=0.7)
-        if other is not None and direction in other.per_query.get(protocol, {}):
-            opq = other.per_query[protocol][direction]
-            ax.plot(RECALL_LEVELS, np.mean(opq.iprec[opq.valid], axis=0), color=colour, linestyle="--",
-                    label=f"{direction} ({other_label})")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("interpolated precision")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_title(f"Precision-recall ({protocol} relevance); dotted: random")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    panels = _pair_panels(dirs)
+    plt, fig, axes = _panel_figure(len(panels))
+    colours = ("tab:blue", "tab:orange")
+    for ax, group in zip(axes, panels, strict=False):
+        for colour, direction in zip(colours, group, strict=False):
+            pq = dirs[direction]
+            prec = np.mean(pq.iprec[pq.valid], axis=0)
+            ax.plot(RECALL_LEVELS, prec, marker="o", markersize=3, color=colour, label=direction)
+            base = float(np.mean(pq.n_relevant[pq.valid] / pq.n_candidates))
+            ax.axhline(base, color=colour, linestyle=":", linewidth=0.9, alpha=0.7)
+            if other is not None and direction in other.per_query.get(protocol, {}):
+                opq = other.per_query[protocol][direction]
+                ax.plot(RECALL_LEVELS, np.mean(opq.iprec[opq.valid], axis=0), color=colour, linestyle="--",
+                        label=f"{other_label}")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.grid(True, alpha=0.3)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("interpolated precision")
+        ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle(f"Precision-recall, {protocol} relevance (dotted: random)", fontsize=10)
+    return _save(plt, fig, path)
 
 
 def write_report(ev: Evaluation | None, out_dir, *, other: Evaluation | None = None,
