@@ -431,10 +431,19 @@ def read_queries_jsonl(path) -> list[dict[str, Any]]:
 
 
 def queries_file_for(qrels_path) -> Path:
-    """``NAME.queries.jsonl`` beside ``NAME.qrels``."""
+    """``NAME.queries.jsonl`` beside ``NAME.qrels``.
+
+    A per-annotator export (``NAME.<annotator>.qrels``) shares one ``NAME.queries.jsonl``: dotted
+    suffixes are stripped one at a time until a queries file exists (the first candidate is
+    returned when none does, so the caller's error names the expected file).
+    """
     p = Path(qrels_path)
     stem = p.name[: -len(p.suffix)] if p.suffix else p.name
-    return p.with_name(stem + ".queries.jsonl")
+    candidates = [p.with_name(stem + ".queries.jsonl")]
+    while "." in stem:
+        stem = stem.rsplit(".", 1)[0]
+        candidates.append(p.with_name(stem + ".queries.jsonl"))
+    return next((c for c in candidates if c.exists()), candidates[0])
 
 
 def _query_source(row: Mapping[str, Any]) -> str | None:
