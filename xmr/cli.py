@@ -18,6 +18,7 @@ from xmr.errors import XmrError
 # One line per command group; a later feature adds its module here.
 COMMAND_MODULES: list[str] = [
     "xmr.labels.cli",
+    "xmr.data.cli",
     "xmr.train.cli",
     "xmr.eval.cli",
 ]

@@ -1,0 +1,227 @@
+"""The demo corpus: a real small build (FluidSynth, Verovio, resvg), splits, captions, determinism."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from fixtures_corpus import TINY_COLLECTIONS, build_tiny_corpus
+from PIL import Image
+
+from xmr.data.corpus import media_path
+from xmr.data.corpus.build import COLUMNS, build_corpus
+from xmr.data.corpus.captions import MIN_NAME_CHARS, contains_name, content_caption
+from xmr.data.corpus.render import IMAGE_HEIGHT, SAMPLE_RATE
+from xmr.errors import InputError
+
+DEMO = Path(__file__).resolve().parent.parent / "assets" / "demo" / "manifest.parquet"
+NAME_COLUMNS = ("composer", "title", "collection_name", "collection")
+
+
+def _names_regex(df: pd.DataFrame) -> re.Pattern:
+    names = {" ".join(str(v).split()).lower() for c in NAME_COLUMNS for v in df[c] if v}
+    names = sorted((n for n in names if len(n) >= MIN_NAME_CHARS), key=len, reverse=True)
+    return re.compile("|".join(rf"(?<!\w){re.escape(n)}(?!\w)" for n in names))
+
+
+def test_tiny_build_every_item_complete(tiny_corpus):
+    """Acceptance 1: non-silent audio of the expected length, non-blank image, both captions."""
+    root = tiny_corpus.parent
+    df = pd.read_parquet(tiny_corpus)
+    assert len(df) == 12
+    assert list(df.columns) == list(COLUMNS)
+    assert set(df["split"]) == {"train", "val", "test"}
+    assert df["id"].is_unique
+    for _, row in df.iterrows():
+        assert not Path(row["audio"]).is_absolute() and row["audio"] == f"audio/{row['id']}.flac"
+        wave, sr = sf.read(root / row["audio"], dtype="float32")
+        assert sr == SAMPLE_RATE and wave.ndim == 1
+        assert len(wave) == round(row["duration"] * SAMPLE_RATE)
+        assert 8.0 <= row["duration"] <= 12.5
+        assert np.sqrt(np.mean(wave**2)) > 0.02, row["id"]
+        # sound in the first and in the last second of the music: the bars are really played
+        assert np.abs(wave[: SAMPLE_RATE]).max() > 0.05
+        end = round((row["duration"] - 0.5) * SAMPLE_RATE)
+        assert np.abs(wave[end - SAMPLE_RATE: end]).max() > 0.05, row["id"]
+        img = np.asarray(Image.open(root / row["image"]))
+        assert img.ndim == 2 and img.shape[0] == IMAGE_HEIGHT and img.shape[1] > 100
+        assert (img < 128).mean() > 0.01, row["id"]  # ink: staff lines and notes
+        full, content = row["caption"]
+        assert full == row["caption_full"] and content == row["caption_content"]
+        assert len(full) > 40 and len(content) > 40 and full != content
+        assert row["instrument"] in content and row["key"] in content
+        if row["split"] == "test":
+            unseen, sr = sf.read(root / row["audio_unseen"], dtype="float32")
+            assert len(unseen) == len(wave) and np.sqrt(np.mean(unseen**2)) > 0.02
+            assert not np.allclose(unseen, wave, atol=1e-3)  # another soundfont: another timbre
+        else:
+            assert pd.isna(row["audio_unseen"])
+
+
+def test_splits_disjoint_by_piece(tiny_corpus):
+    frames = [pd.read_parquet(tiny_corpus)]
+    if DEMO.is_file():
+        frames.append(pd.read_parquet(DEMO))
+    for df in frames:
+        per_piece = df.groupby("piece_id")["split"].nunique()
+        assert (per_piece == 1).all(), per_piece[per_piece > 1].index.tolist()[:5]
+
+
+def test_full_plan_is_80_10_10_by_piece_and_balanced():
+    from xmr.data.corpus.catalog import COLLECTIONS, plan_pieces
+
+    plan = plan_pieces(seed=0)
+    pieces = pd.DataFrame({"piece": [p.piece_id for p, _ in plan], "split": [s for _, s in plan],
+                           "collection": [p.collection for p, _ in plan]})
+    assert pieces["piece"].is_unique
+    share = pieces["split"].value_counts(normalize=True)
+    assert abs(share["test"] - 0.1) < 0.01 and abs(share["val"] - 0.1) < 0.01
+    for coll in COLLECTIONS:  # every collection is capped, and in every split when big enough
+        sub = pieces[pieces["collection"] == coll.key]
+        assert len(sub) <= coll.max_pieces
+        if len(sub) >= 10:
+            assert set(sub["split"]) == {"train", "val", "test"}
+    other = {p.piece_id: s for p, s in plan_pieces(seed=1)}
+    assert other != dict(zip(pieces["piece"], pieces["split"], strict=True))  # the seed picks splits
+
+
+def test_content_captions_never_name_composer_title_or_collection(tiny_corpus):
+    frames = [pd.read_parquet(tiny_corpus)]
+    if DEMO.is_file():
+        frames.append(pd.read_parquet(DEMO))
+    for df in frames:
+        for _, row in df.iterrows():  # the item's own names, in any case
+            for col in NAME_COLUMNS:
+                assert not contains_name(row["caption_content"], row[col]), (row["id"], row[col])
+    tiny = frames[0]
+    pattern = _names_regex(tiny)  # every name of the manifest against every caption
+    hits = [c for c in tiny["caption_content"] if pattern.search(c.lower())]
+    assert not hits
+    # the full caption does name them (so the two styles really differ)
+    assert any(row["collection_name"] in row["caption_full"] for _, row in tiny.iterrows())
+
+
+def test_content_caption_drops_a_clause_that_holds_a_name():
+    meta = {"genre": "reel", "key": "D major", "meter": "4/4", "meter_kind": "simple quadruple",
+            "tempo_term": "allegro", "beat_bpm": 112, "instrument": "fiddle", "voices": 1, "register": "high"}
+    assert "reel" in content_caption(meta, ["The Boys of Ballisodare"])
+    text = content_caption(meta, ["Reel"])
+    assert "reel" not in text.lower() and "D major" in text and "fiddle" in text
+    assert not contains_name("a reeling tune", "reel")  # whole words only
+
+
+def test_rebuild_gives_identical_manifest_and_media_and_resumes(tiny_corpus, tmp_path):
+    """Acceptance 3: same seed -> identical manifest and byte-identical media; resume renders nothing."""
+    first = pd.read_parquet(tiny_corpus)
+    again = build_tiny_corpus(tmp_path / "again")
+    pd.testing.assert_frame_equal(first, pd.read_parquet(again))
+    for _, row in first.iterrows():
+        for col in ("audio", "image", "audio_unseen"):
+            if not pd.isna(row[col]):
+                assert (tiny_corpus.parent / row[col]).read_bytes() == (again.parent / row[col]).read_bytes()
+    # resume: everything is found on disk, nothing is rendered again, same manifest
+    summary = build_corpus(out=again.parent, limit=12, workers=1, collections=TINY_COLLECTIONS,
+                           progress=False)
+    assert summary.rendered_files == 0 and summary.reused_files > 0
+    pd.testing.assert_frame_equal(first, pd.read_parquet(again))
+    # a deleted file is rendered again, identical
+    victim = again.parent / first.iloc[0]["image"]
+    victim.unlink()
+    summary = build_corpus(out=again.parent, limit=12, workers=1, collections=TINY_COLLECTIONS,
+                           progress=False)
+    assert summary.rendered_files == 1
+    assert victim.read_bytes() == (tiny_corpus.parent / first.iloc[0]["image"]).read_bytes()
+
+
+def test_parallel_build_equals_serial_build(tiny_corpus, tmp_path):
+    out = tmp_path / "par"
+    build_corpus(out=out, limit=12, workers=2, collections=TINY_COLLECTIONS, progress=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(tiny_corpus), pd.read_parquet(out / "manifest.parquet"))
+
+
+def test_media_path_returns_built_file_or_renders_identical_one(tiny_corpus, tmp_path):
+    df = pd.read_parquet(tiny_corpus)
+    test_row = df[df["split"] == "test"].iloc[0]
+    train_row = df[df["split"] == "train"].iloc[0]
+    # present next to the manifest: that file, nothing rendered
+    assert media_path(test_row, "image", manifest_dir=tiny_corpus.parent, cache_dir=tmp_path) == (
+        tiny_corpus.parent / test_row["image"])
+    assert not any(tmp_path.iterdir())
+    # absent (the bundled manifest ships no media): rendered into the cache, same bytes as the build
+    for modality in ("audio", "image", "audio_unseen"):
+        got = media_path(test_row, modality, cache_dir=tmp_path)
+        assert got.is_relative_to(tmp_path)
+        assert got.read_bytes() == (tiny_corpus.parent / test_row[modality]).read_bytes()
+        assert media_path(test_row, modality, cache_dir=tmp_path) == got  # cached
+    with pytest.raises(InputError):
+        media_path(train_row, "audio_unseen", cache_dir=tmp_path)
+    with pytest.raises(InputError):
+        media_path(train_row, "video", cache_dir=tmp_path)
+
+
+def test_media_path_accepts_absolute_paths_from_read_manifest(tiny_corpus, tmp_path):
+    row = pd.read_parquet(tiny_corpus).iloc[0].to_dict()
+    row["audio"] = str(tiny_corpus.parent / row["audio"])
+    assert media_path(row, "audio", cache_dir=tmp_path) == Path(row["audio"])
+
+
+def test_cli_bad_input_is_one_line_error(tmp_path, capsys):
+    from xmr.cli import main
+
+    assert main(["corpus", "build", "--out", str(tmp_path), "--limit", "0"]) == 2
+    assert main(["corpus", "build", "--out", str(tmp_path), "--collections", "nope"]) == 2
+    assert main(["corpus", "build", "--out", str(tmp_path), "--soundfont", "missing.sf2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("xmr: error: ") for line in err)
+    assert "nope" in err[1] and "missing.sf2" in err[2]
+
+
+def test_cli_build_writes_manifest(tmp_path, capsys):
+    from xmr.cli import main
+
+    out = tmp_path / "c"
+    assert main(["corpus", "build", "--out", str(out), "--limit", "2", "--workers", "1",
+                 "--collections", "bach", "--no-progress"]) == 0
+    assert len(pd.read_parquet(out / "manifest.parquet")) == 2
+    assert "2 items" in capsys.readouterr().out
+
+
+def test_windows_last_8_to_12_seconds_and_do_not_overlap():
+    from xmr.data.corpus.catalog import COLLECTIONS_BY_KEY, Piece
+    from xmr.data.corpus.excerpts import choose_windows
+
+    piece = Piece("bach/test", "bach", "bach/test.mxl")
+    table = [(i, 3.0 if i % 7 else 1.0) for i in range(60)]
+    windows = choose_windows(piece, COLLECTIONS_BY_KEY["bach"], table, 100)
+    assert len(windows) > 5
+    for a, b in zip(windows, windows[1:], strict=False):
+        assert a.end < b.start
+    for w in windows:
+        assert 8.0 <= w.music_seconds <= 12.0
+        assert w.quarter_length == sum(q for i, q in table if w.start <= i <= w.end)
+    capped = choose_windows(piece, COLLECTIONS_BY_KEY["bach"], table, 3)
+    assert len(capped) == 3 and capped[0] == windows[0] and capped[-1] == windows[-1]
+    assert choose_windows(piece, COLLECTIONS_BY_KEY["bach"], table, 3) == capped
+
+
+def test_catalog_skips_duplicate_and_test_files():
+    from xmr.data.corpus.catalog import COLLECTIONS_BY_KEY, list_pieces
+
+    oneills = list_pieces(COLLECTIONS_BY_KEY["oneills"])
+    numbers = [p.number for p in oneills]
+    assert len(numbers) == len(set(numbers))  # one transcription of each tune number
+    essen = list_pieces(COLLECTIONS_BY_KEY["essen"])
+    assert not any("/test" in p.source or "variant" in p.source for p in essen)
+    assert len({p.piece_id for p in essen}) == len(essen)
+
+
+def test_copied_corpus_still_resolves_relative_media(tiny_corpus, tmp_path):
+    dst = tmp_path / "copy"
+    shutil.copytree(tiny_corpus.parent, dst)
+    row = pd.read_parquet(dst / "manifest.parquet").iloc[0]
+    assert media_path(row, "image", manifest_dir=dst, cache_dir=tmp_path / "cache") == dst / row["image"]
