@@ -24,7 +24,10 @@ d e f g b sharp flat
 
 
 def write_tiny_text_encoder(folder: Path, *, arch: str = "bert", seed: int = 0) -> Path:
-    """Write a tiny text encoder (``arch`` "bert" or "clip") + a BERT word-piece tokenizer to ``folder``."""
+    """Write a tiny text encoder (``arch`` "bert", "clip" or "clap") + a word-piece tokenizer to ``folder``.
+
+    CLIP and CLAP ship BPE tokenizers; a word-piece one keeps the fixture small, and the model code
+    path (``CLIPTextModel`` / ``ClapTextModel.from_pretrained``) is the one real checkpoints take."""
     import torch
     import transformers
 
@@ -60,6 +63,18 @@ def write_tiny_text_encoder(folder: Path, *, arch: str = "bert", seed: int = 0) 
             eos_token_id=3,  # [CLS], [SEP] of the word-piece vocab
         )
         model = transformers.CLIPTextModel(cfg)
+    elif arch == "clap":
+        cfg = transformers.ClapTextConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=130,  # RoBERTa-style positions start after the padding index
+            projection_dim=32,
+            pad_token_id=0,
+        )
+        model = transformers.ClapTextModel(cfg)
     else:
         raise ValueError(arch)
     model.save_pretrained(folder)
@@ -79,7 +94,7 @@ def make_tiny_model_config(
             kind="hf_text",
             backbone=str(text_dir),
             arch=text_arch,
-            pooling="pooler" if text_arch == "clip_text" else "mean",
+            pooling="pooler" if text_arch in ("clip_text", "clap_text") else "mean",
             head="mlp",
             head_hidden=32,
             frozen=not store_text_weights,

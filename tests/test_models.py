@@ -206,11 +206,15 @@ def test_external_text_weights_are_not_stored(tmp_path, tiny_text_dir):
         load_model(ck)
 
 
-def test_clip_text_arch_through_from_pretrained(tmp_path):
-    text_dir = write_tiny_text_encoder(tmp_path / "clip", arch="clip")
-    cfg = make_tiny_model_config(text_dir, text_arch="clip_text")
+@pytest.mark.parametrize("arch", ["clip", "clap"])
+def test_clip_and_clap_text_through_from_pretrained(tmp_path, arch):
+    text_dir = write_tiny_text_encoder(tmp_path / arch, arch=arch)
+    cfg = make_tiny_model_config(text_dir, text_arch=f"{arch}_text")
     model = create_model(cfg)
-    assert type(model.towers["text"].backbone).__name__ == "CLIPTextModel"
+    assert (
+        type(model.towers["text"].backbone).__name__
+        == {"clip": "CLIPTextModel", "clap": "ClapTextModel"}[arch]
+    )
     v = model.encode("text", ["a march for strings", "a waltz"])
     assert v.shape == (2, 16) and not np.allclose(v[0], v[1])
     ck = save_checkpoint(model, tmp_path / "ck")
