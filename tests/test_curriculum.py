@@ -149,3 +149,11 @@ def test_ancillary_embeddings_from_arrays_and_from_a_checkpoint(tiny_checkpoint,
     assert not np.allclose(emb, text_only)
     with pytest.raises(InputError):
         ancillary_embeddings(tiny_checkpoint, manifest[["id"]], modalities=("text",))
+    # the same items given as a mapping of encode() inputs (waveforms and strings); None = missing
+    waves = [sf.read(p, dtype="float32")[0] for p in paths]
+    mapping = {"audio": waves, "text": ["a chorale", "a reel for fiddle", "a waltz"]}
+    np.testing.assert_allclose(ancillary_embeddings(tiny_checkpoint, mapping), emb, atol=1e-5)
+    partial = ancillary_embeddings(
+        tiny_checkpoint, {"audio": [waves[0], None, waves[2]], "text": mapping["text"]}
+    )
+    np.testing.assert_allclose(partial[1], text_only[1], atol=1e-5)

@@ -92,20 +92,25 @@ def ancillary_embeddings(
     *,
     modalities: Sequence[str] = ("audio", "text"),
     batch_size: int = 32,
+    cache_dir: Any = None,
 ) -> np.ndarray:
     """One L2-normalised vector per training item, for building the batch sets.
 
     Args:
         source: an ``(N, D)`` array (used as is), a dict of ``(N, D)`` arrays per modality, a
             loaded model, or a checkpoint folder (an earlier model, as 3CMLF's pretrained network).
-        manifest: the training items (a DataFrame with ``audio``/``image`` paths and ``caption``
-            lists) when ``source`` is a model.
+        manifest: the items, when ``source`` is a model: a manifest DataFrame (``audio``/``image``
+            paths, ``caption`` lists; media missing on disk are rendered with
+            :func:`xmr.data.corpus.media_path`), or a mapping ``{modality: [input or None, ...]}``
+            of what ``model.encode`` takes (waveforms, images, paths, strings).
         modalities: whose embeddings are averaged into the item's vector (each L2-normalised first);
             missing values are skipped.
         batch_size: encoding batch size.
+        cache_dir: where media rendered on demand go (default: the package cache).
 
     Example:
         >>> e = ancillary_embeddings(np.eye(3))  # doctest: +SKIP
+        >>> e = ancillary_embeddings("runs/base/checkpoint", read_manifest("m.parquet"))  # doctest: +SKIP
     """
     if isinstance(source, np.ndarray):
         return _normalise(source)
@@ -118,30 +123,59 @@ def ancillary_embeddings(
 
         model = load_model(source)
     if manifest is None:
-        raise InputError("ancillary_embeddings needs the manifest of the items to embed")
-    n = len(manifest)
+        raise InputError("ancillary_embeddings needs the items to embed (a manifest or a mapping)")
+    columns = _item_inputs(manifest, modalities, cache_dir)
+    n = len(next(iter(columns.values()))) if columns else len(manifest)
     total = np.zeros((n, model.embed_dim), dtype=np.float32)
     count = np.zeros(n, dtype=np.float32)
-    for m in modalities:
+    for m, values in columns.items():
         if m not in model.modalities:
             continue
-        col = "caption" if m == "text" else m
-        if col not in manifest.columns:
-            continue
-        rows, inputs = [], []
-        for i, value in enumerate(manifest[col].tolist()):
-            if m == "text":
-                value = value[0] if isinstance(value, (list, tuple, np.ndarray)) and len(value) else value
-            if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
-                continue
-            rows.append(i)
-            inputs.append(str(value))
+        rows = [i for i, v in enumerate(values) if v is not None]
         if rows:
-            total[rows] += model.encode(m, inputs, batch_size=batch_size)
+            total[rows] += model.encode(m, [values[i] for i in rows], batch_size=batch_size)
             count[rows] += 1
     if (count == 0).any():
         raise InputError(f"{int((count == 0).sum())} items have none of the modalities {list(modalities)}")
     return _normalise(total)
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and np.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _item_inputs(manifest: Any, modalities: Sequence[str], cache_dir: Any) -> dict[str, list[Any]]:
+    """``{modality: [input or None per item]}`` from a mapping or a manifest DataFrame."""
+    if isinstance(manifest, dict):
+        return {m: [None if _missing(v) else v for v in manifest[m]] for m in modalities if m in manifest}
+    from pathlib import Path
+
+    out: dict[str, list[Any]] = {}
+    for m in modalities:
+        col = "caption" if m == "text" else m
+        if col not in manifest.columns:
+            continue
+        values: list[Any] = []
+        for _, row in manifest.iterrows():
+            v = row[col]
+            if m == "text":
+                v = v[0] if isinstance(v, (list, tuple, np.ndarray)) and len(v) else v
+                values.append(None if _missing(v) else str(v))
+                continue
+            if _missing(v):
+                values.append(None)
+            elif Path(str(v)).is_file():
+                values.append(str(v))
+            else:  # a demo-corpus item whose media are rendered on demand
+                from xmr.data.corpus import media_path
+
+                values.append(str(media_path(row, m, cache_dir=cache_dir)))
+        out[m] = values
+    return out
 
 
 # ----------------------------------------------------------------------------- batch sets
