@@ -94,6 +94,8 @@ def test_audio_is_cropped_to_the_window_and_paths_work(tiny_model, tmp_path):
     long = rng.standard_normal(3 * m.audio_window_samples).astype(np.float32) * 0.1
     a = m.encode("audio", [long, long[: m.audio_window_samples]])
     np.testing.assert_allclose(a[0], a[1], atol=1e-6)
+    pcm = (long[: m.audio_window_samples] * 32767).astype(np.int16)  # integer PCM is scaled
+    np.testing.assert_allclose(m.encode("audio", [pcm])[0], a[1], atol=1e-3)
     sf.write(tmp_path / "x.wav", long[: m.audio_window_samples], m.sample_rate, subtype="FLOAT")
     b = m.encode("audio", [str(tmp_path / "x.wav")])
     np.testing.assert_allclose(a[1], b[0], atol=1e-4)

@@ -176,6 +176,8 @@ class XmrModel(nn.Module):
             for x in inputs:
                 if isinstance(x, np.ndarray) and x.dtype != object:
                     w = np.asarray(x, dtype=np.float32)
+                    if np.issubdtype(x.dtype, np.integer):  # PCM samples: scale to [-1, 1]
+                        w = w / float(np.iinfo(x.dtype).max)
                     if w.ndim != 1 or w.size == 0 or not np.isfinite(w).all():
                         raise InputError("an audio waveform must be a non-empty finite 1-D array")
                 elif isinstance(x, torch.Tensor):
