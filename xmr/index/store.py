@@ -1,0 +1,600 @@
+"""The index store: one FAISS inner-product index per modality, with item metadata, in one folder.
+
+Folder layout (``index.json`` describes everything else)::
+
+    index.json              format, checkpoint fingerprint, dimension, and per index: factory
+                            string, search parameters, measured recall (and against which queries),
+                            vector count
+    audio.faiss  audio.parquet            one row of metadata per vector (row i = FAISS label i)
+    image.faiss  image.parquet
+    text.faiss   text.parquet             one row per caption (several per item)
+    audio_windows.faiss  audio_windows.parquet   long-audio windows: item id, start, end seconds
+
+Metadata rows hold the item ``id``, its ``caption`` (for text rows: the caption of that vector),
+and the manifest's metadata columns (``split``, ``collection``, ...), which search filters use.
+
+Example:
+    >>> store = IndexStore.load("assets/demo/index", fingerprint=model.fingerprint)  # doctest: +SKIP
+    >>> q = model.encode("text", ["a reel on fiddle"])  # doctest: +SKIP
+    >>> hits = store.search(q, targets=("audio",), k=5)  # doctest: +SKIP
+    >>> hits[0][0].id, hits[0][0].score, hits[0][0].start  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xmr.errors import CheckpointMismatchError, InputError, MissingAssetError
+from xmr.index.ann import (
+    build_index,
+    choose_factory,
+    exact_knn,
+    normalize,
+    parse_size,
+    search_index,
+    tune_search_params,
+)
+
+FORMAT = "xmr-index/1"
+MODALITIES = ("audio", "image", "text")
+WINDOWS = "audio_windows"
+# Below this many allowed rows a filtered search scores those rows exactly (cheap, and an ANN
+# index restricted to a tiny subset can miss most of it).
+EXACT_FILTER_ROWS = 20_000
+
+
+@dataclass
+class Hit:
+    """One search result.
+
+    Attributes:
+        id: the item id (manifest ``id``).
+        modality: the index it was found in (audio, image, text).
+        score: cosine similarity between the query and the matched vector.
+        rank: 1-based rank in this query's result list.
+        caption: the matched caption (text) or the item's first caption.
+        start: for audio with windows, start (seconds) of the best-matching window of the track.
+        end: its end in seconds.
+        row: the metadata row number (= FAISS label) in that modality's index.
+        metadata: the item's metadata row (split, collection, ...).
+    """
+
+    id: str
+    modality: str
+    score: float
+    rank: int = 0
+    caption: str = ""
+    start: float | None = None
+    end: float | None = None
+    row: int = -1
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def item_id(self) -> str:
+        return self.id
+
+    @property
+    def offset(self) -> float | None:
+        return self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _first_caption(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    try:
+        items = list(value)
+    except TypeError:
+        return str(value)
+    return str(items[0]) if items else ""
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _clean_metadata(frame) -> Any:
+    """Copy a metadata frame with a string ``id`` and a plain-string ``caption`` column."""
+    import pandas as pd
+
+    df = pd.DataFrame(frame).reset_index(drop=True).copy()
+    if "id" not in df.columns:
+        raise InputError("index metadata needs an 'id' column")
+    df["id"] = df["id"].astype(str)
+    if "caption" in df.columns:
+        df["caption"] = [_first_caption(v) for v in df["caption"]]
+    else:
+        df["caption"] = ""
+    return df
+
+
+def shifted_queries(vectors: np.ndarray, count: int = 500, *, seed: int = 0) -> np.ndarray:
+    """Held-out-style tuning queries for an index with no other modality to query it with.
+
+    Random rows moved off the data manifold (isotropic noise of norm ~0.5 plus one fixed offset
+    of norm 0.3, like a modality gap), so that they do not find themselves at rank 1.
+    """
+    rng = np.random.default_rng(seed)
+    x = normalize(vectors)
+    pick = x[rng.choice(len(x), size=min(count, len(x)), replace=False)]
+    dim = x.shape[1]
+    gap = rng.standard_normal(dim).astype(np.float32)
+    gap *= 0.3 / np.linalg.norm(gap)
+    noise = rng.standard_normal(pick.shape).astype(np.float32) * (0.5 / np.sqrt(dim))
+    return normalize(pick + noise + gap)
+
+
+class IndexStore:
+    """FAISS indexes per modality + metadata, built by one checkpoint (its fingerprint).
+
+    Build with :meth:`build` (or :func:`xmr.index.build_indexes` from an embeddings folder),
+    :meth:`save` to a folder, :meth:`load` it back (memory-mapped), :meth:`search`, :meth:`add`.
+    """
+
+    def __init__(self, *, fingerprint: str, dim: int, indexes: dict[str, Any], metadata: dict[str, Any],
+                 info: dict[str, dict[str, Any]], extra: dict[str, Any] | None = None,
+                 folder: Path | None = None, mmapped: bool = False):
+        self.fingerprint = str(fingerprint)
+        self.dim = int(dim)
+        self._indexes = indexes
+        self._metadata = {name: _clean_metadata(df) for name, df in metadata.items()}
+        self.info = info
+        self.extra = dict(extra or {})
+        self.folder = folder
+        self._mmapped = {name: mmapped for name in indexes}
+        self._rows_by_id: dict[str, dict[str, np.ndarray]] = {}
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def build(
+        cls,
+        vectors: Mapping[str, np.ndarray],
+        metadata: Mapping[str, Any],
+        *,
+        fingerprint: str,
+        factory: str = "auto",
+        memory_budget: int | str | None = None,
+        target_recall: float = 0.95,
+        k: int = 10,
+        tuning_queries: Mapping[str, np.ndarray] | None = None,
+        max_tuning_queries: int = 1000,
+        seed: int = 0,
+        extra: dict[str, Any] | None = None,
+    ) -> IndexStore:
+        """Build one index per entry of ``vectors`` and tune each for ``target_recall``.
+
+        Each index is tuned with *cross-modal* queries: the vectors of the other base modalities
+        (at most ``max_tuning_queries``, a seeded sample), since real queries come from another
+        modality and an index's own vectors would trivially find themselves. With a single
+        modality, :func:`shifted_queries` stand in for them. The recall@k reached against exact
+        search is recorded in ``info[name]["recall"]``.
+
+        Args:
+            vectors: ``{"audio": (N, D), "image": ..., "text": ..., "audio_windows": ...}``.
+            metadata: a DataFrame per entry, one row per vector, with at least ``id``.
+            fingerprint: the checkpoint fingerprint of the embeddings.
+            factory: ``"auto"`` (:func:`xmr.index.ann.choose_factory`) or a FAISS factory string.
+            memory_budget: bytes or ``"2G"`` for all indexes together (split by vector counts).
+            target_recall: recall@k vs exact search the search parameters must reach.
+            k: the recall cut-off.
+            tuning_queries: explicit tuning queries per entry (overrides the cross-modal ones).
+            max_tuning_queries: sample size of tuning queries.
+            seed: seed of the training and tuning samples.
+            extra: more fields for ``index.json`` (checkpoint path, window seconds...).
+
+        Example:
+            >>> store = IndexStore.build({"audio": a, "text": t}, {"audio": meta_a, "text": meta_t},
+            ...                          fingerprint=model.fingerprint)  # doctest: +SKIP
+        """
+        if not vectors:
+            raise InputError("there are no embeddings to index")
+        arrays = {name: normalize(v) for name, v in vectors.items()}
+        dims = {a.shape[1] for a in arrays.values()}
+        if len(dims) != 1:
+            shapes = {n: a.shape[1] for n, a in arrays.items()}
+            raise InputError(f"embeddings differ in dimension: {shapes}")
+        dim = dims.pop()
+        budget = parse_size(memory_budget)
+        total = sum(len(a) for a in arrays.values())
+        rng = np.random.default_rng(seed)
+        indexes, info, meta = {}, {}, {}
+        for name, x in arrays.items():
+            if name not in metadata:
+                raise InputError(f"no metadata for the {name} vectors")
+            frame = _clean_metadata(metadata[name])
+            if len(frame) != len(x):
+                raise InputError(f"{name}: {len(x)} vectors but {len(frame)} metadata rows")
+            if len(x) == 0:
+                continue
+            share = None if budget is None else int(budget * len(x) / total)
+            fac = choose_factory(len(x), dim, memory_budget=share) if factory == "auto" else factory
+            t0 = time.perf_counter()
+            index = build_index(x, fac, seed=seed)
+            build_s = time.perf_counter() - t0
+            base = name.split("_")[0]
+            if tuning_queries is not None and name in tuning_queries:
+                q, source = normalize(tuning_queries[name]), "given"
+            else:
+                others = [m for m in MODALITIES if m != base and m in arrays and len(arrays[m])]
+                if others:
+                    q, source = np.concatenate([arrays[m] for m in others]), "+".join(others)
+                else:
+                    q, source = shifted_queries(x, max_tuning_queries, seed=seed), "shifted held-out"
+            if len(q) > max_tuning_queries:
+                q = q[np.sort(rng.choice(len(q), size=max_tuning_queries, replace=False))]
+            kk = min(k, len(x))
+            truth = exact_knn(x, q, kk)[1]
+            params, recall = tune_search_params(index, q, truth, k=kk, target_recall=target_recall)
+            indexes[name] = index
+            meta[name] = frame
+            info[name] = {
+                "factory": fac,
+                "search_params": params,
+                "recall": round(float(recall), 4),
+                "recall_k": kk,
+                "target_recall": target_recall,
+                "recall_queries": source,
+                "tuning_queries": int(len(q)),
+                "count": int(index.ntotal),
+                "items": int(frame["id"].nunique()),
+                "build_seconds": round(build_s, 3),
+            }
+        return cls(fingerprint=fingerprint, dim=dim, indexes=indexes, metadata=meta, info=info, extra=extra)
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the indexes, metadata and ``index.json`` into ``folder`` (atomic per file)."""
+        import faiss
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, index in self._indexes.items():
+            tmp = folder / f".{name}.faiss.tmp"
+            faiss.write_index(index, str(tmp))
+            os.replace(tmp, folder / f"{name}.faiss")
+            tmp = folder / f".{name}.parquet.tmp"
+            self._metadata[name].to_parquet(tmp, index=False)
+            os.replace(tmp, folder / f"{name}.parquet")
+        doc = {
+            "format": FORMAT,
+            "fingerprint": self.fingerprint,
+            "dim": self.dim,
+            "indexes": self.info,
+            **{k: _jsonable(v) for k, v in self.extra.items()},
+        }
+        tmp = folder / ".index.json.tmp"
+        tmp.write_text(json.dumps(doc, indent=2, default=_jsonable) + "\n")
+        os.replace(tmp, folder / "index.json")
+        self.folder = folder
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, *, fingerprint: str | None = None, mmap: bool = True) -> IndexStore:
+        """Open an index folder, memory-mapping the FAISS files (read-only) where FAISS allows.
+
+        Args:
+            folder: a folder written by :meth:`save` / ``xmr index build``.
+            fingerprint: the fingerprint of the checkpoint that will embed the queries; if it
+                differs from the one that built the index, :class:`CheckpointMismatchError`.
+            mmap: map the index files instead of reading them into RAM (they are copied into
+                memory on the first :meth:`add`).
+
+        Example:
+            >>> store = IndexStore.load("index", fingerprint=model.fingerprint)  # doctest: +SKIP
+        """
+        import faiss
+        import pandas as pd
+
+        folder = Path(folder)
+        doc_path = folder / "index.json"
+        if not doc_path.is_file():
+            raise MissingAssetError(f"no index at {folder} (no index.json); build one with xmr index build")
+        try:
+            doc = json.loads(doc_path.read_text())
+        except json.JSONDecodeError as err:
+            raise InputError(f"{doc_path} is not valid JSON ({err.msg})") from err
+        if doc.get("format") != FORMAT:
+            raise InputError(f"{doc_path} is not an xmr index (format {doc.get('format')!r}, want {FORMAT})")
+        built_by = str(doc["fingerprint"])
+        if fingerprint is not None and str(fingerprint) != built_by:
+            raise CheckpointMismatchError(
+                f"the index at {folder} was built by checkpoint {built_by} but the model is checkpoint "
+                f"{fingerprint}; re-embed with xmr embed and rebuild with xmr index build"
+            )
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        indexes, metadata = {}, {}
+        for name in doc["indexes"]:
+            path = folder / f"{name}.faiss"
+            if not path.is_file():
+                raise MissingAssetError(f"index file {path} is missing; rebuild with xmr index build")
+            indexes[name] = faiss.read_index(str(path), flags)
+            metadata[name] = pd.read_parquet(folder / f"{name}.parquet")
+        extra = {k: v for k, v in doc.items() if k not in ("format", "fingerprint", "dim", "indexes")}
+        return cls(fingerprint=built_by, dim=int(doc["dim"]), indexes=indexes, metadata=metadata,
+                   info=doc["indexes"], extra=extra, folder=folder, mmapped=bool(mmap))
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def modalities(self) -> list[str]:
+        """Searchable modalities present, in the order audio, image, text."""
+        return [m for m in MODALITIES if m in self._indexes]
+
+    @property
+    def names(self) -> list[str]:
+        """Every index in the store, including ``audio_windows``."""
+        return list(self._indexes)
+
+    def has_windows(self) -> bool:
+        return WINDOWS in self._indexes
+
+    def count(self, name: str) -> int:
+        return int(self._index(name).ntotal)
+
+    def metadata(self, name: str):
+        """The metadata DataFrame of one index (row i = FAISS label i)."""
+        self._index(name)
+        return self._metadata[name]
+
+    def vectors(self, name: str) -> tuple[np.ndarray, list[str]]:
+        """All vectors of one index (reconstructed; exact for Flat/HNSW/IVF-Flat) and their item ids."""
+        import faiss
+
+        index = self._index(name)
+        n = int(index.ntotal)
+        try:
+            vecs = index.reconstruct_n(0, n)
+        except RuntimeError:
+            ivf = faiss.extract_index_ivf(index)
+            ivf.make_direct_map()
+            vecs = index.reconstruct_n(0, n)
+        return np.asarray(vecs, dtype=np.float32), self._metadata[name]["id"].tolist()
+
+    def _index(self, name: str):
+        if name not in self._indexes:
+            have = ", ".join(self._indexes) or "none"
+            raise InputError(f"there is no {name} index here; available: {have}")
+        return self._indexes[name]
+
+    def _rows_of(self, name: str) -> dict[str, np.ndarray]:
+        if name not in self._rows_by_id:
+            ids = self._metadata[name]["id"].to_numpy()
+            order = np.argsort(ids, kind="stable")
+            uniq, starts = np.unique(ids[order], return_index=True)
+            self._rows_by_id[name] = dict(zip(uniq.tolist(), np.split(order, starts[1:]), strict=True))
+        return self._rows_by_id[name]
+
+    # ------------------------------------------------------------------ searching
+
+    def allowed_rows(self, name: str, filters: Mapping[str, Any] | None) -> np.ndarray | None:
+        """Row numbers of ``name`` whose metadata match every filter (None: no filter).
+
+        A filter value is one value or a list of accepted values: ``{"split": "test",
+        "collection": ["bach", "essen"]}``.
+        """
+        if not filters:
+            return None
+        df = self._metadata[name]
+        mask = np.ones(len(df), dtype=bool)
+        for column, wanted in filters.items():
+            if column not in df.columns:
+                raise InputError(f"cannot filter on {column!r}: the {name} index metadata has "
+                                 f"{', '.join(map(str, df.columns))}")
+            values = list(wanted) if isinstance(wanted, list | tuple | set | frozenset) else [wanted]
+            mask &= df[column].isin(values).to_numpy()
+        return np.flatnonzero(mask).astype(np.int64)
+
+    def search_rows(self, name: str, queries: np.ndarray, k: int, *, rows: np.ndarray | None = None,
+                    params: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw search of one index: (scores (Q, k), labels (Q, k), -1 where fewer were found).
+
+        ``rows`` restricts the result to those labels: a small set is scored exactly, a large one
+        through a FAISS ``IDSelectorBatch`` with the index's tuned parameters.
+        """
+        import faiss
+
+        index = self._index(name)
+        q = normalize(queries)
+        if q.shape[1] != self.dim:
+            raise InputError(f"query vectors have dimension {q.shape[1]}, the index has {self.dim}")
+        params = params if params is not None else self.info.get(name, {}).get("search_params", {})
+        if rows is None:
+            return search_index(index, q, min(k, max(int(index.ntotal), 1)), params)
+        rows = np.asarray(rows, dtype=np.int64)
+        kk = min(int(k), len(rows))
+        if kk == 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        if len(rows) <= EXACT_FILTER_ROWS:
+            sub = self._reconstruct(name, rows)
+            scores, local = exact_knn(sub, q, kk)
+            return scores, np.where(local >= 0, rows[np.maximum(local, 0)], -1)
+        selector = faiss.IDSelectorBatch(len(rows), faiss.swig_ptr(rows))
+        return search_index(index, q, kk, params, selector)
+
+    def _reconstruct(self, name: str, rows: np.ndarray) -> np.ndarray:
+        import faiss
+
+        index = self._index(name)
+        try:
+            if not len(rows):
+                return np.zeros((0, self.dim), np.float32)
+            return np.stack([index.reconstruct(int(r)) for r in rows])
+        except RuntimeError:
+            faiss.extract_index_ivf(index).make_direct_map()
+            return np.stack([index.reconstruct(int(r)) for r in rows])
+
+    def search(
+        self,
+        query_vectors: np.ndarray,
+        targets: Sequence[str] = MODALITIES,
+        k: int = 10,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[list[Hit]]:
+        """The ``k`` best distinct items per query over the target modalities, best first.
+
+        Each target index is searched with its tuned parameters; an item appears once per target
+        modality (text: at its best-matching caption). Results of several targets are merged by
+        score (cosine, comparable across modalities since all live in one space). For audio, when
+        the store has a window index, each hit also gets the start/end (seconds) of the window of
+        the track that matches the query best. Target ``"audio_windows"`` ranks tracks by their best
+        window instead of their mean vector.
+
+        Args:
+            query_vectors: (Q, D) or (D,) query embeddings (normalised here).
+            targets: modalities to search in.
+            k: results per query.
+            filters: metadata filters, e.g. ``{"split": "test", "collection": ["a", "b"]}``.
+
+        Returns one list of :class:`Hit` per query.
+
+        Example:
+            >>> store.search(q, targets=("image",), k=3, filters={"split": "test"})  # doctest: +SKIP
+        """
+        q = normalize(query_vectors)
+        k = int(k)
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        if isinstance(targets, str):
+            targets = [t.strip() for t in targets.split(",") if t.strip()]
+        if not targets:
+            raise InputError("choose at least one target modality to search in")
+        results: list[list[Hit]] = [[] for _ in range(len(q))]
+        for name in dict.fromkeys(targets):
+            self._index(name)
+            for qi, hits in enumerate(self._search_one(name, q, k, filters)):
+                results[qi] += hits
+        out = []
+        for hits in results:
+            hits.sort(key=lambda h: (-h.score, MODALITIES.index(h.modality.split("_")[0]), h.id))
+            hits = hits[:k]
+            for rank, h in enumerate(hits, start=1):
+                h.rank = rank
+            out.append(hits)
+        return out
+
+    def _search_one(self, name: str, q: np.ndarray, k: int, filters) -> list[list[Hit]]:
+        rows = self.allowed_rows(name, filters)
+        meta = self._metadata[name]
+        n = int(self._index(name).ntotal)
+        # Several rows per item (captions, windows): fetch deeper, keep each item's best row.
+        per_item = max(len(r) for r in self._rows_of(name).values()) if n else 1
+        fetch = min(n if rows is None else len(rows), k * per_item)
+        out = []
+        while True:
+            scores, labels = self.search_rows(name, q, fetch, rows=rows)
+            out = [self._collapse(name, meta, s, lab, k) for s, lab in zip(scores, labels, strict=True)]
+            limit = n if rows is None else len(rows)
+            if all(len(h) >= k for h in out) or fetch >= limit:
+                break
+            fetch = min(limit, fetch * 4)
+        modality = name.split("_")[0]
+        if modality == "audio" and self.has_windows() and name != WINDOWS:
+            self._attach_windows(q, out)
+        for hits in out:
+            for h in hits:
+                h.modality = modality
+        return out
+
+    def _collapse(self, name: str, meta, scores, labels, k: int) -> list[Hit]:
+        seen: set[str] = set()
+        hits = []
+        ids = meta["id"].to_numpy()
+        captions = meta["caption"].to_numpy()
+        has_time = "start" in meta.columns
+        for s, lab in zip(scores, labels, strict=True):
+            if lab < 0:
+                continue
+            item = str(ids[lab])
+            if item in seen:
+                continue
+            seen.add(item)
+            row = meta.iloc[int(lab)]
+            hits.append(Hit(
+                id=item, modality=name, score=float(s), caption=str(captions[lab]), row=int(lab),
+                start=float(row["start"]) if has_time else None,
+                end=float(row["end"]) if has_time and "end" in meta.columns else None,
+                metadata={c: _jsonable(row[c]) for c in meta.columns if c not in ("id", "caption")},
+            ))
+            if len(hits) >= k:
+                break
+        return hits
+
+    def _attach_windows(self, q: np.ndarray, results: list[list[Hit]]) -> None:
+        """Give each audio hit the start/end of its track window closest to the query."""
+        rows_by_id = self._rows_of(WINDOWS)
+        meta = self._metadata[WINDOWS]
+        for qi, hits in enumerate(results):
+            for h in hits:
+                rows = rows_by_id.get(h.id)
+                if rows is None or not len(rows):
+                    continue
+                vecs = normalize(self._reconstruct(WINDOWS, rows))
+                best = int(rows[int(np.argmax(vecs @ q[qi]))])
+                h.start = float(meta["start"].iat[best])
+                h.end = float(meta["end"].iat[best])
+
+    # ------------------------------------------------------------------ adding
+
+    def add(self, name: str, vectors: np.ndarray, metadata) -> None:
+        """Append vectors and their metadata rows to one index without rebuilding it.
+
+        The index keeps its factory, training (IVF centroids, PQ codebooks) and search
+        parameters; new rows get the next FAISS labels. A memory-mapped index is first copied into
+        RAM. Call :meth:`save` to persist.
+
+        Args:
+            name: ``audio``, ``image``, ``text`` or ``audio_windows``; a new name creates an exact index.
+            vectors: (N, D) embeddings from the same checkpoint.
+            metadata: N rows with at least ``id``.
+
+        Example:
+            >>> store.add("audio", model.encode("audio", paths), new_rows)  # doctest: +SKIP
+            >>> store.save("index")  # doctest: +SKIP
+        """
+        import faiss
+        import pandas as pd
+
+        x = normalize(vectors)
+        if x.shape[1] != self.dim:
+            raise InputError(f"new vectors have dimension {x.shape[1]}, the index has {self.dim}")
+        frame = _clean_metadata(metadata)
+        if len(frame) != len(x):
+            raise InputError(f"{len(x)} vectors but {len(frame)} metadata rows")
+        if name not in self._indexes:
+            self._indexes[name] = build_index(x[:0], "Flat")
+            self._metadata[name] = frame.iloc[:0]
+            self._mmapped[name] = False
+            self.info[name] = {"factory": "Flat", "search_params": {}, "recall": 1.0, "count": 0}
+        if name in ("audio", "image"):
+            clash = set(frame["id"]) & set(self._metadata[name]["id"])
+            if clash or frame["id"].duplicated().any():
+                dup = sorted(clash)[:3] or frame.loc[frame["id"].duplicated(), "id"].tolist()[:3]
+                raise InputError(f"items already in the {name} index: {', '.join(dup)}")
+        if self._mmapped.get(name):
+            # A read-only mapped index cannot grow; make an in-memory copy first.
+            blob = faiss.serialize_index(self._indexes[name])
+            self._indexes[name] = faiss.deserialize_index(blob)
+            self._mmapped[name] = False
+        self._indexes[name].add(x)
+        self._metadata[name] = pd.concat([self._metadata[name], frame], ignore_index=True)
+        self._rows_by_id.pop(name, None)
+        self.info[name]["count"] = int(self._indexes[name].ntotal)
+        self.info[name]["items"] = int(self._metadata[name]["id"].nunique())
