@@ -154,21 +154,20 @@ def make_excerpt(score, start: int, end: int):
     excerpt = copy.deepcopy(score.measures(start, end + 1, indicesNotNumbers=True))
     excerpt.metadata = None
     drop, seen = [], set()
-    for el in excerpt.recurse():
-        if isinstance(el, tempo.TempoIndication | expressions.TextExpression | expressions.RehearsalMark
-                      | instrument.Instrument):
-            drop.append(el)
-        elif isinstance(el, meter.TimeSignature | key.KeySignature | clef.Clef):
-            # music21 can place one context object in two streams; MIDI export then fails.
-            if id(el) in seen:
-                drop.append(el)
-            seen.add(id(el))
-        elif hasattr(el, "lyrics") and el.lyrics:
-            el.lyrics = []
-    for el in drop:
-        site = el.activeSite
-        if site is not None:
-            site.remove(el)
+    for container in [excerpt, *excerpt.recurse(streamsOnly=True)]:
+        for el in container.elements:
+            if isinstance(el, tempo.TempoIndication | expressions.TextExpression | expressions.RehearsalMark
+                          | instrument.Instrument):
+                drop.append((container, el))
+            elif isinstance(el, meter.TimeSignature | key.KeySignature | clef.Clef):
+                # The ABC parser can put one context object into two bars; MIDI export then fails.
+                if id(el) in seen:
+                    drop.append((container, el))
+                seen.add(id(el))
+            elif getattr(el, "lyrics", None):
+                el.lyrics = []
+    for container, el in drop:
+        container.remove(el)
     parts = [p for p in excerpt.parts if p.recurse().notes]
     if not parts:
         raise ExcerptError("no notes in excerpt")
