@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "xmr.data.cli",
     "xmr.train.cli",
     "xmr.eval.cli",
+    "xmr.index.cli",
 ]
 
 
