@@ -107,7 +107,7 @@ def test_map_view_projects_points_and_query_with_one_basis(service):
     basis = service.pca()
     np.testing.assert_allclose(view.query, basis.transform(q.vector)[:, :3])
     fig = service.map_figure(dims=2, color_by="modality", max_points=100, query=q)
-    assert fig.data[-1].name == "your query" and sum(len(t.x) for t in fig.data[:-1]) == 36
+    assert fig.data[-1].name == "your query" and sum(len(t.x) for t in fig.data[:-1]) == 12 + 12 + 24
     with pytest.raises(InputError):
         service.map_view(color_by="nonsense")
 

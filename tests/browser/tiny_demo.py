@@ -74,15 +74,42 @@ def write_collection(folder: Path, n: int = 12) -> Path:
 
 
 def build_index(checkpoint: Path, manifest: Path, out: Path) -> Path:
-    """Embed the collection with the checkpoint and build its indexes with ``xmr.index``."""
-    import xmr.index
+    """Embed the collection with the checkpoint and build its indexes with ``xmr.index``.
 
-    if not hasattr(xmr.index, "IndexStore"):
-        from browser.standin_index import build, install
+    Audio tracks are embedded as the index pipeline does (windows, mean-pooled track vector, a
+    window index); every caption is a row of the text index.
+    """
+    import pandas as pd
 
-        install()
-        return build(checkpoint, manifest, out)
-    raise NotImplementedError("switch to the real xmr.index build")
+    import xmr
+    from xmr.data.manifest import read_manifest
+    from xmr.index import IndexStore, embed_tracks
+    from xmr.media.audio import load_audio
+
+    model = xmr.load_model(checkpoint)
+    df = read_manifest(manifest)
+    meta = df[["id", "split", "genre", "key", "instrument", "collection"]]
+    waves = [load_audio(p, sample_rate=model.sample_rate) for p in df["audio"]]
+    tracks = embed_tracks(lambda w: model.encode("audio", w), waves, sample_rate=model.sample_rate,
+                          window_seconds=model.audio_window_seconds)
+    captions = [(i, c) for i, caps in zip(df["id"], df["caption"], strict=True) for c in caps]
+    windows = [(i, s, e) for i, t in zip(df["id"], tracks, strict=True) for s, e in zip(t.starts, t.ends,
+                                                                                       strict=True)]
+    vectors = {
+        "audio": np.stack([t.vector for t in tracks]),
+        "image": model.encode("image", list(df["image"])),
+        "text": model.encode("text", [c for _, c in captions]),
+        "audio_windows": np.concatenate([t.windows for t in tracks]),
+    }
+    metadata = {
+        "audio": meta, "image": meta,
+        "text": pd.DataFrame({"id": [i for i, _ in captions], "caption": [c for _, c in captions]}),
+        "audio_windows": pd.DataFrame({"id": [w[0] for w in windows], "start": [w[1] for w in windows],
+                                       "end": [w[2] for w in windows]}),
+    }
+    store = IndexStore.build(vectors, metadata, fingerprint=model.fingerprint)
+    store.save(out)
+    return out
 
 
 def make_demo(folder: Path, checkpoint: Path, *, n: int = 12) -> dict[str, str]:
@@ -114,7 +141,7 @@ class AppProcess:
         self.log = log
         self._log_fh = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.started = time.perf_counter()
-        cmd = [sys.executable, str(Path(__file__).with_name("serve.py"))]
+        cmd = [sys.executable, str(ROOT / "app.py")]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=full, stdout=self._log_fh, stderr=subprocess.STDOUT)
         self.ready_seconds = self._wait(timeout)
 

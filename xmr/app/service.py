@@ -434,20 +434,20 @@ class RetrievalService:
 
     def _encode_audio(self, src: Any
                       ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, float | None]:
-        """Track vector of a clip; a clip longer than the model's window is cut into fixed 50%-overlap
-        windows whose embeddings are averaged (seed 003 §4.1.2)."""
+        """Track vector of a clip, exactly as the index embeds its tracks (``xmr.index.embed_tracks``):
+        a clip longer than the model's window is cut into fixed 50%-overlap windows whose embeddings
+        are averaged (seed 003 §4.1.2); the window vectors are kept to say where a result matches."""
+        from xmr.index import embed_tracks
         from xmr.media.audio import load_audio
-        from xmr.media.features import fixed_windows
 
         sr = int(self.model.sample_rate)
         wave = load_audio(src, sample_rate=sr, max_seconds=self.config.max_audio_seconds)
-        window = int(round(float(self.model.audio_window_seconds) * sr))
-        if window <= 0 or len(wave) <= window:
-            return self.model.encode("audio", [wave])[0], None, None, None
-        ranges = fixed_windows(len(wave), window, overlap=0.5)
-        vecs = np.asarray(self.model.encode("audio", [wave[s:e] for s, e in ranges]), dtype=np.float32)
-        starts = np.asarray([s / sr for s, _ in ranges], dtype=np.float64)
-        return _normalise(vecs.mean(axis=0)), vecs, starts, window / sr
+        seconds = float(self.model.audio_window_seconds)
+        track = embed_tracks(lambda w: self.model.encode("audio", w), [wave], sample_rate=sr,
+                             window_seconds=seconds)[0]
+        if len(track.windows) <= 1:
+            return track.vector, None, None, None
+        return track.vector, track.windows, track.starts, seconds
 
     def encode_item(self, item_id: str, modality: str) -> EncodedQuery:
         """A query made from an indexed item's own audio, image or first caption ("use as query")."""
