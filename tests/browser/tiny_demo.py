@@ -74,41 +74,13 @@ def write_collection(folder: Path, n: int = 12) -> Path:
 
 
 def build_index(checkpoint: Path, manifest: Path, out: Path) -> Path:
-    """Embed the collection with the checkpoint and build its indexes with ``xmr.index``.
+    """Embed the collection and build its indexes with the stages ``xmr embed`` and ``xmr index
+    build`` run (track vectors of windowed audio, a window index, one text row per caption)."""
+    from xmr.index import build_indexes, embed_manifest
 
-    Audio tracks are embedded as the index pipeline does (windows, mean-pooled track vector, a
-    window index); every caption is a row of the text index.
-    """
-    import pandas as pd
-
-    import xmr
-    from xmr.data.manifest import read_manifest
-    from xmr.index import IndexStore, embed_tracks
-    from xmr.media.audio import load_audio
-
-    model = xmr.load_model(checkpoint)
-    df = read_manifest(manifest)
-    meta = df[["id", "split", "genre", "key", "instrument", "collection"]]
-    waves = [load_audio(p, sample_rate=model.sample_rate) for p in df["audio"]]
-    tracks = embed_tracks(lambda w: model.encode("audio", w), waves, sample_rate=model.sample_rate,
-                          window_seconds=model.audio_window_seconds)
-    captions = [(i, c) for i, caps in zip(df["id"], df["caption"], strict=True) for c in caps]
-    windows = [(i, s, e) for i, t in zip(df["id"], tracks, strict=True) for s, e in zip(t.starts, t.ends,
-                                                                                       strict=True)]
-    vectors = {
-        "audio": np.stack([t.vector for t in tracks]),
-        "image": model.encode("image", list(df["image"])),
-        "text": model.encode("text", [c for _, c in captions]),
-        "audio_windows": np.concatenate([t.windows for t in tracks]),
-    }
-    metadata = {
-        "audio": meta, "image": meta,
-        "text": pd.DataFrame({"id": [i for i, _ in captions], "caption": [c for _, c in captions]}),
-        "audio_windows": pd.DataFrame({"id": [w[0] for w in windows], "start": [w[1] for w in windows],
-                                       "end": [w[2] for w in windows]}),
-    }
-    store = IndexStore.build(vectors, metadata, fingerprint=model.fingerprint)
-    store.save(out)
+    emb = out.parent / "embeddings"
+    embed_manifest(checkpoint=checkpoint, manifest=manifest, out=emb, progress=False)
+    build_indexes(embeddings=emb, out=out)
     return out
 
 
