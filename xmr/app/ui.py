@@ -9,6 +9,7 @@ Every event has an ``api_name`` so that ``gradio_client`` can drive the app.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,8 @@ from typing import Any
 from xmr import MODALITIES
 from xmr.app.service import EncodedQuery, RetrievalService
 from xmr.errors import InputError, XmrError
+
+log = logging.getLogger(__name__)
 
 # Result slots drawn in the page (the API may ask for up to ServiceConfig.max_k).
 UI_MAX_K = 20
@@ -173,9 +176,11 @@ def build_blocks(service: RetrievalService):
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="xmr-media")
 
     def media_or_none(item_id: str, modality: str) -> str | None:
+        # a card without its picture or clip is better than no results: log and go on
         try:
             return str(service.media(item_id, modality))
-        except XmrError:
+        except Exception as err:
+            log.warning("cannot show the %s of %s: %s", modality, item_id, err)
             return None
 
     # ------------------------------------------------------------------ callbacks: search
