@@ -335,7 +335,7 @@ def tune_search_params(
         truth: (Q, >=k) exact neighbour labels of those queries.
         k: the cut-off of the recall.
         target_recall: the recall@k to reach, e.g. 0.95.
-        k_factor: refine multiplier for ``RFlat`` indexes (default: the first of 4, 8, 16 that
+        k_factor: refine multiplier for ``RFlat`` indexes (default: the first of 4, 8, ..., 64 that
             reaches the target).
 
     Returns ``(params, measured_recall)``.
@@ -351,7 +351,7 @@ def tune_search_params(
     # PQ's approximate distances lose, so try a few factors before giving up on the target.
     factors: list[float | None] = [None]
     if has_refine(index):
-        factors = [float(k_factor)] if k_factor is not None else [4.0, 8.0, 16.0]
+        factors = [float(k_factor)] if k_factor is not None else [4.0, 8.0, 16.0, 32.0, 64.0]
     best: tuple[dict[str, Any], float] = ({}, -1.0)
     for factor in factors:
         base: dict[str, Any] = {} if factor is None else {"k_factor": factor}
