@@ -158,3 +158,24 @@ def test_label_current_search_needs_a_single_input(service):
     with pytest.raises(InputError):
         service.label_search({"inputs": {"text": "x", "image": "y.png"}, "hits": state["hits"]},
                              annotator="bob")
+
+
+def test_audio_longer_than_the_cap_is_refused(service, tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "long.wav"
+    sf.write(path, np.full(61 * 8000, 0.1, np.float32), 8000)  # the fixture's cap is 60 s
+    with pytest.raises(InputError, match="60"):
+        service.encode_query(audio=str(path))
+
+
+def test_compare_with_the_same_checkpoint_gives_equal_metrics(service):
+    result = service.compare(service.config.checkpoint)
+    assert result["n_items"] == 6 and "audio→image" in result["directions"]
+    # The untrained tiny model maps all images to one vector, so every score ties and float noise
+    # of 1e-7 between the index's copy and a fresh embedding may reorder tied items: allow that.
+    for row in result["directions"].values():
+        assert row["a"]["MRR"] == pytest.approx(row["b"]["MRR"], abs=0.05)
+        assert row["test"]["randomization"]["p_value"] > 0.05 and row["test"]["t_test"]["p_value"] > 0.05
+    with pytest.raises(InputError, match="does not exist"):
+        service.compare("/no/such/checkpoint")

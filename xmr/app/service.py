@@ -845,10 +845,19 @@ class RetrievalService:
             pos = {i: n for n, i in enumerate(ids)}
             a_vecs[m] = (v[[pos[i] for i in common]], common)
             if m == "text":
-                inputs: list[Any] = [self.captions(i)[0] for i in common]
+                vecs = other.encode("text", [self.captions(i)[0] for i in common])
+            elif m == "audio":  # track vectors, windowed as the index embeds them
+                from xmr.index import embed_tracks
+                from xmr.media.audio import load_audio
+
+                sr = int(other.sample_rate)
+                waves = [load_audio(str(self.media(i, "audio")), sample_rate=sr) for i in common]
+                tracks = embed_tracks(lambda w: other.encode("audio", w), waves, sample_rate=sr,
+                                      window_seconds=float(other.audio_window_seconds))
+                vecs = np.stack([t.vector for t in tracks])
             else:
-                inputs = [str(self.media(i, m)) for i in common]
-            b_vecs[m] = (np.asarray(other.encode(m, inputs), dtype=np.float32), common)
+                vecs = other.encode(m, [str(self.media(i, m)) for i in common])
+            b_vecs[m] = (np.asarray(vecs, dtype=np.float32), common)
         a = directions_report(a_vecs)
         b = directions_report(b_vecs)
         rows = {}
