@@ -63,27 +63,46 @@ def _generator(seed: int, step: int, index: int):
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
 
 
-def random_affine(img, *, gen, degrees: float, translate: float, scale: tuple[float, float]):
-    """Seed 003's image augmentation: rotation in ±degrees, translation up to ``translate`` of the
-    size, isotropic scale in ``scale``; the uncovered border is filled with the image's border colour
-    (its median: white paper for a score, so the augmentation does not invent black frames).
-
-    Args:
-        img: (C, H, W) float tensor.
-        gen: torch.Generator providing the parameters.
-    """
+def affine_params(gen, *, degrees: float, translate: float, scale: tuple[float, float]) -> tuple[float, ...]:
+    """Draw (angle in degrees, tx, ty as fractions of the size, scale) from ``gen``."""
     import torch
-    from torchvision.transforms.v2 import functional as F
 
-    _, h, w = img.shape
     u = torch.rand(4, generator=gen).tolist()
-    angle = (2 * u[0] - 1) * degrees
-    tx = round((2 * u[1] - 1) * translate * w)
-    ty = round((2 * u[2] - 1) * translate * h)
-    s = scale[0] + u[3] * (scale[1] - scale[0])
-    border = torch.cat([img[:, 0, :], img[:, -1, :], img[:, :, 0], img[:, :, -1]], dim=1)
-    fill = border.median(dim=1).values.tolist()  # the paper colour, robust to lines touching the edge
-    return F.affine(img, angle=angle, translate=[tx, ty], scale=s, shear=[0.0, 0.0], fill=fill)
+    return ((2 * u[0] - 1) * degrees, (2 * u[1] - 1) * translate, (2 * u[2] - 1) * translate,
+            scale[0] + u[3] * (scale[1] - scale[0]))
+
+
+def apply_affine(imgs, params: list[tuple[float, ...]]):
+    """Warp a batch (B, C, H, W) with one (angle, tx, ty, scale) per image in one ``grid_sample``;
+    the uncovered border is filled with each image's border colour (its median: white paper for a
+    score, so the augmentation does not invent black frames)."""
+    import math
+
+    import torch
+
+    b, c, h, w = imgs.shape
+    border = torch.cat([imgs[:, :, 0, :], imgs[:, :, -1, :], imgs[:, :, :, 0], imgs[:, :, :, -1]], dim=2)
+    fill = border.median(dim=2).values[:, :, None, None]  # (B, C, 1, 1)
+    theta = torch.zeros(b, 2, 3)
+    d = torch.tensor([w / 2.0, h / 2.0])
+    for k, (angle, tx, ty, sc) in enumerate(params):
+        a = math.radians(angle)
+        # output pixel p -> input pixel R(-a) (p - t) / s, in coordinates centred on the image
+        rot = torch.tensor([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]]) / float(sc)
+        t = torch.tensor([float(tx) * w, float(ty) * h])
+        theta[k, :, :2] = rot * d[None, :] / d[:, None]
+        theta[k, :, 2] = -(rot @ t) / d
+    grid = torch.nn.functional.affine_grid(theta, [b, c, h, w], align_corners=False)
+    out = torch.nn.functional.grid_sample(imgs - fill, grid, mode="bilinear", padding_mode="zeros",
+                                          align_corners=False)
+    return out + fill
+
+
+def random_affine(img, *, gen, degrees: float, translate: float, scale: tuple[float, float]):
+    """Seed 003's image augmentation on one (C, H, W) image: rotation in ±degrees, translation up to
+    ``translate`` of the size, isotropic scale in ``scale`` (see :func:`apply_affine`)."""
+    params = affine_params(gen, degrees=degrees, translate=translate, scale=scale)
+    return apply_affine(img[None], [params])[0]
 
 
 class ItemStore:
@@ -198,14 +217,14 @@ class ItemStore:
             out.audio = torch.from_numpy(np.stack(crops))
             out.present["audio"] = torch.from_numpy(self.has["audio"][indices].copy())
         if "image" in spec.modalities:
-            imgs = []
-            for i, g in zip(indices, gens, strict=True):
-                img = self.image(i)
-                if spec.affine and self.has["image"][i]:
-                    img = random_affine(img, gen=g, degrees=spec.affine_degrees,
-                                        translate=spec.affine_translate, scale=tuple(spec.affine_scale))
-                imgs.append(img)
-            out.image = torch.stack(imgs)
+            images = torch.stack([self.image(i) for i in indices])
+            if spec.affine:
+                params = [affine_params(g, degrees=spec.affine_degrees, translate=spec.affine_translate,
+                                        scale=tuple(spec.affine_scale)) for g in gens]
+                warped = apply_affine(images, params)
+                keep = torch.from_numpy(self.has["image"][indices].copy())[:, None, None, None]
+                images = torch.where(keep, warped, images)
+            out.image = images
             out.present["image"] = torch.from_numpy(self.has["image"][indices].copy())
         if "text" in spec.modalities:
             texts = []
