@@ -129,6 +129,15 @@ def test_rebuild_gives_identical_manifest_and_media_and_resumes(tiny_corpus, tmp
                            progress=False)
     assert summary.rendered_files == 0 and summary.reused_files > 0
     pd.testing.assert_frame_equal(first, pd.read_parquet(again))
+    # the manifest of finished pieces only (no rendering) is the same manifest
+    (again.parent / "manifest.parquet").unlink()
+    summary = build_corpus(out=again.parent, limit=12, collections=TINY_COLLECTIONS, progress=False,
+                           finished_only=True)
+    assert summary.rendered_files == 0 and summary.pieces_pending == 0
+    pd.testing.assert_frame_equal(first, pd.read_parquet(again))
+    with pytest.raises(InputError):  # nothing finished in an empty folder
+        build_corpus(out=tmp_path / "empty", limit=12, collections=TINY_COLLECTIONS, progress=False,
+                     finished_only=True)
     # a deleted file is rendered again, identical
     victim = again.parent / first.iloc[0]["image"]
     victim.unlink()

@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--collections", default=None,
                        help="comma-separated collection keys (default: all)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.add_argument("--finished-only", action="store_true",
+                       help="render nothing: write the manifest of the pieces finished so far")
     build.set_defaults(func=_build)
     corpus.set_defaults(func=lambda args: (corpus.print_help(), 2)[1])
 
@@ -35,6 +37,7 @@ def _build(args: argparse.Namespace) -> int:
         collections = tuple(c.strip() for c in args.collections.split(",") if c.strip())
     summary = build_corpus(out=args.out, seed=args.seed, limit=args.limit, workers=args.workers,
                            soundfont=args.soundfont, unseen_soundfont=args.unseen_soundfont,
-                           collections=collections, progress=not args.no_progress)
+                           collections=collections, progress=not args.no_progress,
+                           finished_only=args.finished_only)
     print(summary.table())
     return 0

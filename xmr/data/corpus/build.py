@@ -65,6 +65,7 @@ class BuildSummary:
     per_collection: dict = field(default_factory=dict)
     pieces: int = 0
     pieces_failed: int = 0
+    pieces_pending: int = 0
     failures: dict = field(default_factory=dict)
     rendered_files: int = 0
     reused_files: int = 0
@@ -73,6 +74,8 @@ class BuildSummary:
     def table(self) -> str:
         lines = [f"{self.items} items from {self.pieces} pieces in {self.seconds:.0f} s "
                  f"({self.rendered_files} files rendered, {self.reused_files} reused)"]
+        if self.pieces_pending:
+            lines.append(f"pending     {self.pieces_pending} pieces not finished yet (not in the manifest)")
         lines.append("split       " + "  ".join(f"{k}={v}" for k, v in self.per_split.items()))
         lines.append("collection  " + "  ".join(f"{k}={v}" for k, v in self.per_collection.items()))
         if self.failures:
@@ -162,25 +165,39 @@ def _record_path(out: Path, piece: Piece) -> Path:
     return out / ".pieces" / f"{slug(piece.piece_id)}.json"
 
 
+def _record_key(split: str, kwargs: dict) -> dict:
+    return {"version": RECORD_VERSION, "render": render.RENDER_VERSION, "split": split,
+            "max_excerpts": kwargs["max_excerpts"], "soundfont": kwargs["soundfont"],
+            "unseen_soundfont": kwargs["unseen_soundfont"]}
+
+
+def _load_record(piece: Piece, split: str, kwargs: dict) -> dict | None:
+    """The saved result of a finished piece, if it is valid for these settings and its media exist."""
+    record = _record_path(kwargs["out"], piece)
+    if not record.is_file():
+        return None
+    try:
+        saved = json.loads(record.read_text())
+        if saved.get("key") == _record_key(split, kwargs) and all(
+            (kwargs["out"] / row[m]).is_file()
+            for row in saved["result"]["rows"] for m in ("audio", "image", "audio_unseen") if row.get(m)
+        ):
+            res = saved["result"]
+            res["reused"] = res.get("rendered", 0) + res.get("reused", 0)
+            res["rendered"] = 0
+            return res
+    except (ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
 def _task(args: tuple) -> tuple[int, dict]:
     index, piece, split, kwargs = args
+    res = _load_record(piece, split, kwargs)
+    if res is not None:
+        return index, res
     record = _record_path(kwargs["out"], piece)
-    key = {"version": RECORD_VERSION, "render": render.RENDER_VERSION, "split": split,
-           "max_excerpts": kwargs["max_excerpts"], "soundfont": kwargs["soundfont"],
-           "unseen_soundfont": kwargs["unseen_soundfont"]}
-    if record.is_file():
-        try:
-            saved = json.loads(record.read_text())
-            if saved.get("key") == key and all(
-                (kwargs["out"] / row[m]).is_file()
-                for row in saved["result"]["rows"] for m in ("audio", "image", "audio_unseen") if row.get(m)
-            ):
-                res = saved["result"]
-                res["reused"] = res.get("rendered", 0) + res.get("reused", 0)
-                res["rendered"] = 0
-                return index, res
-        except (ValueError, KeyError, TypeError):
-            pass
+    key = _record_key(split, kwargs)
     res = process_piece(piece, split, **kwargs)
     record.parent.mkdir(parents=True, exist_ok=True)
     tmp = record.with_suffix(".tmp")
@@ -199,7 +216,8 @@ def _init_worker() -> None:
 
 def build_corpus(*, out: str | Path, seed: int = 0, limit: int | None = None, workers: int = 2,
                  soundfont: str = render.DEFAULT_SOUNDFONT, unseen_soundfont: str = render.UNSEEN_SOUNDFONT,
-                 collections: tuple[str, ...] | None = None, progress: bool = True) -> BuildSummary:
+                 collections: tuple[str, ...] | None = None, progress: bool = True,
+                 finished_only: bool = False) -> BuildSummary:
     """Build the demo corpus into ``out``: ``manifest.parquet`` plus ``audio/``, ``image/`` and
     (test split) ``audio_unseen/`` media.
 
@@ -213,6 +231,8 @@ def build_corpus(*, out: str | Path, seed: int = 0, limit: int | None = None, wo
         unseen_soundfont: second soundfont for the test split's ``audio_unseen`` view.
         collections: keys of the collections to use (default all; see ``catalog.COLLECTIONS``).
         progress: show a progress bar on stderr.
+        finished_only: render nothing; write the manifest of the pieces finished so far (for
+            example while another process is still building into ``out``).
 
     Example:
         >>> summary = build_corpus(out="data/corpus", limit=200)  # doctest: +SKIP
@@ -263,7 +283,15 @@ def build_corpus(*, out: str | Path, seed: int = 0, limit: int | None = None, wo
         bar.set_postfix(items=len(rows), failed=sum(failures.values()), refresh=False)
         return limit is not None and len(rows) >= limit
 
-    if workers == 1:
+    if finished_only:
+        for _, piece, split, kwargs in tasks:
+            res = _load_record(piece, split, kwargs)
+            if res is None:
+                summary.pieces_pending += 1
+                continue
+            if consume(res):
+                break
+    elif workers == 1:
         _init_worker()
         for task in tasks:
             if consume(_task(task)[1]):
@@ -290,7 +318,8 @@ def build_corpus(*, out: str | Path, seed: int = 0, limit: int | None = None, wo
     summary.per_collection = {k: int(v) for k, v in df["collection"].value_counts().sort_index().items()}
     summary.failures = dict(failures.most_common())
     summary.seconds = round(time.time() - t0, 1)
-    (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
+    if not finished_only:
+        (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
     return summary
 
 
