@@ -165,6 +165,15 @@ def test_incremental_add_equals_rebuild(tmp_path):
     np.testing.assert_array_equal(l1, l2)
     with pytest.raises(InputError, match="already"):
         ivf.add("audio", audio[:1], m[:1])
+    # the same through files: a memory-mapped IVF index grows after load and keeps its parameters
+    ivf2 = IndexStore.build({"audio": audio[:2000]}, {"audio": m[:2000]}, fingerprint="fp",
+                            factory="IVF32,Flat")
+    ivf2.save(tmp_path / "ivf")
+    back = IndexStore.load(tmp_path / "ivf")
+    back.add("audio", audio[2000:], m[2000:])
+    assert back.info["audio"]["search_params"] == ivf2.info["audio"]["search_params"]
+    np.testing.assert_array_equal(back.search_rows("audio", text[:50], 10)[1],
+                                  search_index(ref, text[:50], 10, ivf2.info["audio"]["search_params"])[1])
 
 
 def test_mismatched_fingerprint_is_refused(tmp_path):

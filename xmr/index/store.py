@@ -260,13 +260,26 @@ class IndexStore:
 
     # ------------------------------------------------------------------ files
 
+    def _materialize(self, name: str) -> None:
+        """Replace a memory-mapped (read-only) index by an in-memory copy read from its file.
+
+        A mapped index cannot grow, and FAISS would serialise mapped IVF lists as a reference to
+        the mapped file rather than their content."""
+        import faiss
+
+        if self._mmapped.get(name) and self.folder is not None:
+            self._indexes[name] = faiss.read_index(str(Path(self.folder) / f"{name}.faiss"))
+        self._mmapped[name] = False
+
     def save(self, folder: str | Path) -> Path:
         """Write the indexes, metadata and ``index.json`` into ``folder`` (atomic per file)."""
         import faiss
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        for name, index in self._indexes.items():
+        for name in list(self._indexes):
+            self._materialize(name)
+            index = self._indexes[name]
             tmp = folder / f".{name}.faiss.tmp"
             faiss.write_index(index, str(tmp))
             os.replace(tmp, folder / f"{name}.faiss")
@@ -569,7 +582,6 @@ class IndexStore:
             >>> store.add("audio", model.encode("audio", paths), new_rows)  # doctest: +SKIP
             >>> store.save("index")  # doctest: +SKIP
         """
-        import faiss
         import pandas as pd
 
         x = normalize(vectors)
@@ -588,11 +600,7 @@ class IndexStore:
             if clash or frame["id"].duplicated().any():
                 dup = sorted(clash)[:3] or frame.loc[frame["id"].duplicated(), "id"].tolist()[:3]
                 raise InputError(f"items already in the {name} index: {', '.join(dup)}")
-        if self._mmapped.get(name):
-            # A read-only mapped index cannot grow; make an in-memory copy first.
-            blob = faiss.serialize_index(self._indexes[name])
-            self._indexes[name] = faiss.deserialize_index(blob)
-            self._mmapped[name] = False
+        self._materialize(name)
         self._indexes[name].add(x)
         self._metadata[name] = pd.concat([self._metadata[name], frame], ignore_index=True)
         self._rows_by_id.pop(name, None)
