@@ -173,10 +173,14 @@ def test_media_path_returns_built_file_or_renders_identical_one(tiny_corpus, tmp
         media_path(train_row, "video", cache_dir=tmp_path)
 
 
-def test_media_path_accepts_absolute_paths_from_read_manifest(tiny_corpus, tmp_path):
-    row = pd.read_parquet(tiny_corpus).iloc[0].to_dict()
-    row["audio"] = str(tiny_corpus.parent / row["audio"])
+def test_media_path_accepts_rows_of_read_manifest(tiny_corpus, tmp_path):
+    from xmr.data.manifest import read_manifest
+
+    df = read_manifest(tiny_corpus)
+    row = df[df["split"] == "test"].iloc[0]
     assert media_path(row, "audio", cache_dir=tmp_path) == Path(row["audio"])
+    assert media_path(row, "audio_unseen", cache_dir=tmp_path) == tiny_corpus.parent / row["audio_unseen"]
+    assert not tmp_path.joinpath("corpus").exists()  # nothing rendered
 
 
 def test_cli_bad_input_is_one_line_error(tmp_path, capsys):

@@ -92,6 +92,12 @@ def media_path(row, modality: str, *, manifest_dir: str | Path | None = None,
     if modality not in MODALITIES:
         raise InputError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
     rel = _get(row, modality)
+    if manifest_dir is None:
+        # read_manifest makes audio/image absolute but leaves audio_unseen as written: find the
+        # manifest's folder from the absolute audio path (<dir>/audio/<id>.flac).
+        audio = Path(str(_get(row, "audio", "")))
+        if audio.is_absolute() and audio.parent.name == "audio":
+            manifest_dir = audio.parent.parent
     if rel:
         candidate = Path(str(rel))
         if not candidate.is_absolute() and manifest_dir is not None:
