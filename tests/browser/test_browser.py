@@ -66,10 +66,11 @@ def page(browser, app_server):
 
 
 @pytest.fixture(scope="module")
-def media(tiny_demo_env):
-    folder = Path(tiny_demo_env["XMR_MANIFEST"]).parent
-    suffix = {"audio": "flac", "image": "png"}
-    return lambda modality, item: str(folder / modality / f"{item}.{suffix[modality]}")
+def media(demo_media):
+    return demo_media
+
+
+ID_RE = re.compile(r"[a-z]+(?:-[A-Za-z0-9]+)*-b\d{3}")  # the corpus's item ids, e.g. bach-bwv43-11-b000
 
 
 def run_search(page):
@@ -84,7 +85,7 @@ def result_ids(page) -> list[str]:
         box = page.locator(f"#res-md-{i}")
         if box.count() == 0 or not box.is_visible():
             break
-        ids.append(re.search(r"item\d{3}", box.inner_text()).group(0))
+        ids.append(ID_RE.search(box.inner_text()).group(0))
     return ids
 
 
@@ -93,7 +94,9 @@ def upload(page, selector: str, path: str, ready: str):
     page.wait_for_selector(ready)
 
 
-def test_text_search_shows_images_and_playable_audio(page, shots):
+def test_text_search_shows_images_and_playable_audio(page, shots, media):
+    import soundfile as sf
+
     page.fill("#q-text textarea", "a slow chorale for organ")
     run_search(page)
     ids = result_ids(page)
@@ -104,32 +107,33 @@ def test_text_search_shows_images_and_playable_audio(page, shots):
         page.wait_for_selector(f"#res-audio-{i} a[href*='file=']")  # the clip was rendered and served
         page.wait_for_function(f"({AUDIO_STATE_JS})('#res-audio-{i}')?.ready >= 2")
         state = page.evaluate(AUDIO_STATE_JS, f"#res-audio-{i}")
-        assert state["duration"] == pytest.approx(2.5, abs=0.05)  # decoded by the browser
+        # decoded by the browser: as long as the item's clip
+        assert state["duration"] == pytest.approx(sf.info(media("audio", ids[i])).duration, abs=0.05)
     page.click("#res-audio-0 button[aria-label='Play']")
     page.wait_for_function(f"({AUDIO_STATE_JS})('#res-audio-0')?.time > 0.2")
     assert "similarity" in page.inner_text("#res-md-0")
     page.screenshot(path=str(shots / "search_text.png"), full_page=True)
 
 
-def test_audio_upload_search(page, media, shots):
-    upload(page, "#q-audio", media("audio", "item003"), "#q-audio button[aria-label='Play']")
+def test_audio_upload_search(page, media, shots, demo_items):
+    upload(page, "#q-audio", media("audio", demo_items[3]), "#q-audio button[aria-label='Play']")
     page.uncheck("#targets label:has-text('image') input")
     run_search(page)
-    assert result_ids(page)[0] == "item003"
+    assert result_ids(page)[0] == demo_items[3]
     assert "audio (1)" in page.inner_text("#search-status")
     page.screenshot(path=str(shots / "search_audio.png"), full_page=True)
 
 
-def test_image_upload_search(page, media, shots):
-    upload(page, "#q-image", media("image", "item004"), "#q-image img")
+def test_image_upload_search(page, media, shots, demo_items):
+    upload(page, "#q-image", media("image", demo_items[4]), "#q-image img")
     page.uncheck("#targets label:has-text('audio') input")
     run_search(page)
-    assert result_ids(page)[0] == "item004"
+    assert result_ids(page)[0] == demo_items[4]
     page.screenshot(path=str(shots / "search_image.png"), full_page=True)
 
 
-def test_fused_query_and_result_as_next_query(page, media):
-    upload(page, "#q-image", media("image", "item006"), "#q-image img")
+def test_fused_query_and_result_as_next_query(page, media, demo_items):
+    upload(page, "#q-image", media("image", demo_items[6]), "#q-image img")
     page.fill("#q-text textarea", "a chorale for piano")
     page.fill("#w-text input[type=number]", "0.5")
     page.press("#w-text input[type=number]", "Enter")
@@ -167,7 +171,7 @@ def test_grading_three_results_writes_three_rows(page, tiny_demo_env, shots):
     page.wait_for_selector("#label-item-text :text('Result')")
 
     def current_item():
-        return re.search(r"item\d{3}", page.inner_text("#label-item-text")).group(0)
+        return ID_RE.search(page.inner_text("#label-item-text")).group(0)
 
     # A task is a (query, result) pair, never shown twice to one annotator. While a request runs,
     # Gradio overlays "processing" text on the outputs, so wait for the final values.

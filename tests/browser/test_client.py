@@ -1,7 +1,5 @@
 """The app's API through ``gradio_client`` against the real app (a subprocess on localhost)."""
 
-from pathlib import Path
-
 import pytest
 
 from browser.tiny_demo import labels_rows
@@ -15,10 +13,8 @@ def client(app_server):
 
 
 @pytest.fixture(scope="module")
-def media(tiny_demo_env):
-    folder = Path(tiny_demo_env["XMR_MANIFEST"]).parent
-    suffix = {"audio": "flac", "image": "png"}
-    return lambda modality, item: str(folder / modality / f"{item}.{suffix[modality]}")
+def media(demo_media):
+    return demo_media
 
 
 def search(client, *, audio=None, image=None, text="", weights=(1.0, 1.0, 1.0), targets=("audio", "image"),
@@ -39,20 +35,20 @@ def test_text_search_returns_ranked_results(client):
     assert "5 results" in status
 
 
-def test_audio_upload_finds_its_own_item(client, media):
-    results, _ = search(client, audio=media("audio", "item003"), targets=("audio",), k=3)
-    assert results[0]["item_id"] == "item003"
-    assert results[0]["score"] > 0.95
+def test_audio_upload_finds_its_own_item(client, media, demo_items):
+    results, _ = search(client, audio=media("audio", demo_items[3]), targets=("audio",), k=3)
+    assert results[0]["item_id"] == demo_items[3]
+    assert results[0]["score"] == pytest.approx(1.0, abs=1e-3)  # the same track vector as indexed
 
 
-def test_image_upload_finds_its_own_item(client, media):
-    results, _ = search(client, image=media("image", "item004"), targets=("image",), k=3)
-    assert results[0]["item_id"] == "item004"
+def test_image_upload_finds_its_own_item(client, media, demo_items):
+    results, _ = search(client, image=media("image", demo_items[4]), targets=("image",), k=3)
+    assert results[0]["item_id"] == demo_items[4]
     assert results[0]["score"] == pytest.approx(1.0, abs=1e-3)
 
 
-def test_fused_query_reports_its_inputs(client, media):
-    results, status = search(client, image=media("image", "item006"), text="a chorale for piano",
+def test_fused_query_reports_its_inputs(client, media, demo_items):
+    results, status = search(client, image=media("image", demo_items[6]), text="a chorale for piano",
                              weights=(1.0, 1.0, 0.5), targets=("audio", "image", "text"), k=4)
     assert "image (1) + text (0.5)" in status and len(results) == 4
 

@@ -1,9 +1,8 @@
-"""A tiny demo for the app tests: a synthetic collection, the tiny checkpoint, indexes, a label DB.
+"""A tiny demo for the app tests: a 12-item corpus build, the tiny checkpoint, indexes, a label DB.
 
-The collection is written here (sine tones as FLAC, striped PNG images, two captions each, metadata
-columns) so that the app can be tested before and independently of the music21 corpus build; the
-indexes are built with ``xmr.index`` from the tiny checkpoint's embeddings of that collection. The
-app is then launched for real, as a subprocess, pointed at these files by the ``XMR_*`` variables.
+The collection is the session's real demo-corpus build (``tiny_corpus``); the indexes are built
+with the ``xmr embed`` / ``xmr index build`` stages from the tiny checkpoint's embeddings. The app
+is then launched for real, as a subprocess, pointed at these files by the ``XMR_*`` variables.
 """
 
 from __future__ import annotations
@@ -20,9 +19,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-KEYS = ["C major", "G major", "D minor", "A minor"]
-GENRES = ["chorale", "reel", "waltz"]
-INSTRUMENTS = ["organ", "fiddle", "piano", "flute"]
 
 
 def tone(freq: float, seconds: float, sr: int = 16000, *, seed: int = 0) -> np.ndarray:
@@ -33,44 +29,16 @@ def tone(freq: float, seconds: float, sr: int = 16000, *, seed: int = 0) -> np.n
     return (0.3 * wave / np.max(np.abs(wave)) + 0.01 * rng.normal(size=t.shape)).astype(np.float32)
 
 
-def stripes(n: int, size=(48, 160)) -> np.ndarray:
-    """A grayscale picture with ``n``-dependent staff-like stripes and blobs."""
-    h, w = size
-    img = np.full((h, w), 255, np.uint8)
-    for line in range(5):
-        img[8 + line * 6, :] = 0
-    for j in range(3 + n % 5):
-        x = 10 + (j * (w - 20)) // (3 + n % 5)
-        y = 8 + ((n + j) % 5) * 6
-        img[max(y - 2, 0): y + 3, x: x + 5] = 0
-    return img
+def write_collection(corpus_manifest: Path, folder: Path) -> Path:
+    """The demo corpus build ``corpus_manifest`` (real excerpts: FluidSynth audio, Verovio images,
+    both captions) as the app's collection, with every second item (by id) in the test split so
+    that the Evaluate tab has several test queries; media stay where the build wrote them."""
+    from xmr.data.manifest import read_manifest, write_manifest
 
-
-def write_collection(folder: Path, n: int = 12) -> Path:
-    """Write ``n`` items (audio 2.5 s at 16 kHz, image, two captions, metadata); returns the manifest."""
-    import pandas as pd
-    import soundfile as sf
-    from PIL import Image
-
-    from xmr.data.manifest import write_manifest
-
-    (folder / "audio").mkdir(parents=True, exist_ok=True)
-    (folder / "image").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(n):
-        item_id = f"item{i:03d}"
-        sf.write(folder / "audio" / f"{item_id}.flac", tone(220.0 * 2 ** (i / 12), 2.5, seed=i), 16000)
-        Image.fromarray(stripes(i)).save(folder / "image" / f"{item_id}.png")
-        genre, key, inst = GENRES[i % 3], KEYS[i % 4], INSTRUMENTS[i % 4]
-        rows.append({
-            "id": item_id, "split": "test" if i % 2 else "train",
-            "audio": f"audio/{item_id}.flac", "image": f"image/{item_id}.png",
-            "caption": [f"a {genre} by composer {i % 3} for {inst} in {key}",
-                        f"a {'slow' if i % 2 else 'lively'} {genre} for {inst} in {key}"],
-            "collection": f"collection {i % 2}", "genre": genre, "key": key, "instrument": inst,
-            "duration": 2.5,
-        })
-    return write_manifest(pd.DataFrame(rows), folder / "manifest.parquet")
+    df = read_manifest(corpus_manifest).sort_values("id").reset_index(drop=True)
+    df["split"] = ["test" if i % 2 else "train" for i in range(len(df))]
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_manifest(df, folder / "manifest.parquet", relative_paths=False)
 
 
 def build_index(checkpoint: Path, manifest: Path, out: Path) -> Path:
@@ -84,9 +52,9 @@ def build_index(checkpoint: Path, manifest: Path, out: Path) -> Path:
     return out
 
 
-def make_demo(folder: Path, checkpoint: Path, *, n: int = 12) -> dict[str, str]:
+def make_demo(folder: Path, checkpoint: Path, corpus_manifest: Path) -> dict[str, str]:
     """Write the whole tiny demo under ``folder``; returns the ``XMR_*`` environment pointing at it."""
-    manifest = write_collection(folder / "collection", n=n)
+    manifest = write_collection(corpus_manifest, folder / "collection")
     index = folder / "index"
     build_index(checkpoint, manifest, index)
     return {"XMR_CHECKPOINT": str(checkpoint), "XMR_INDEX": str(index), "XMR_MANIFEST": str(manifest),
