@@ -58,3 +58,12 @@ def test_metric_tables_show_candidates_and_chance():
     row = human_markdown([{"name": "demo", "n_queries": 3, "n_judged_queries": 1, "n_judgements": 4,
                            "mean": {"ndcg_cut_10": 0.5}, "agreement": None}])
     assert "| demo | 3 | 1 | 4 | 0.500 |" in row
+
+
+def test_serve_command_is_registered(capsys):
+    from xmr.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--help"])
+    assert exit_info.value.code == 0
+    assert "--port" in capsys.readouterr().out

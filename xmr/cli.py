@@ -22,6 +22,7 @@ COMMAND_MODULES: list[str] = [
     "xmr.train.cli",
     "xmr.eval.cli",
     "xmr.index.cli",
+    "xmr.app.cli",
 ]
 
 
