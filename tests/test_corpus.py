@@ -171,6 +171,11 @@ def test_media_path_returns_built_file_or_renders_identical_one(tiny_corpus, tmp
         media_path(train_row, "audio_unseen", cache_dir=tmp_path)
     with pytest.raises(InputError):
         media_path(train_row, "video", cache_dir=tmp_path)
+    # a row of another collection (no corpus columns) whose file is missing: a clear error
+    from xmr.errors import MissingAssetError
+
+    with pytest.raises(MissingAssetError, match="no audio file"):
+        media_path({"id": "x", "audio": "audio/x.flac"}, "audio", manifest_dir=tmp_path, cache_dir=tmp_path)
 
 
 def test_media_path_accepts_rows_of_read_manifest(tiny_corpus, tmp_path):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from xmr.errors import InputError
+from xmr.errors import InputError, MissingAssetError
 
 MODALITIES = ("audio", "image", "audio_unseen")
 
@@ -50,23 +50,32 @@ def render_media(row, modality: str, path: str | Path) -> Path:
         >>> render_media(df.iloc[0], "image", "/tmp/x.png")  # doctest: +SKIP
     """
     from xmr.data.corpus import render
-    from xmr.data.corpus.excerpts import load_piece, make_excerpt, set_performance
+    from xmr.data.corpus.excerpts import ExcerptError, load_piece, make_excerpt, set_performance
 
     if modality not in MODALITIES:
         raise InputError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
-    tune = int(_get(row, "tune", -1))
-    score = load_piece(str(row["source"]), tune if tune >= 0 else None)
-    excerpt = make_excerpt(score, int(row["measure_start"]), int(row["measure_end"]))
-    path = Path(path)
-    if modality == "image":
-        render.render_image(excerpt, path)
-        return path
+    ident = _get(row, "id", "?")
+    needed = ("source", "measure_start", "measure_end", "tempo_bpm", "program", "duration")
+    if any(_get(row, k) is None for k in needed):
+        raise MissingAssetError(
+            f"item {ident}: no {modality} file, and the row has no demo-corpus columns to render it from"
+        )
     sf_name = _get(row, "soundfont_unseen") if modality == "audio_unseen" else _get(row, "soundfont")
-    if not sf_name:
-        raise InputError(f"item {row['id']} has no {modality} view")
-    performance = set_performance(excerpt, bpm=int(row["tempo_bpm"]), program=int(row["program"]))
-    render.render_audio(performance, path, soundfont=render.find_soundfont(str(sf_name)),
-                        seconds=float(row["duration"]))
+    if modality != "image" and not sf_name:
+        raise InputError(f"item {ident} has no {modality} view")
+    path = Path(path)
+    try:
+        tune = int(_get(row, "tune", -1))
+        score = load_piece(str(row["source"]), tune if tune >= 0 else None)
+        excerpt = make_excerpt(score, int(row["measure_start"]), int(row["measure_end"]))
+        if modality == "image":
+            render.render_image(excerpt, path)
+            return path
+        performance = set_performance(excerpt, bpm=int(row["tempo_bpm"]), program=int(row["program"]))
+        render.render_audio(performance, path, soundfont=render.find_soundfont(str(sf_name)),
+                            seconds=float(row["duration"]))
+    except (ExcerptError, render.RenderError) as exc:
+        raise InputError(f"item {ident}: cannot render {modality}: {exc}") from exc
     return path
 
 
