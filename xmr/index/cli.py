@@ -20,6 +20,7 @@ def register(sub) -> None:
     p.add_argument("--splits", default=None, help="comma-separated splits to embed (default: all)")
     p.add_argument("--modalities", default=None, help="comma-separated subset of audio,image,text")
     p.add_argument("--chunk-size", type=int, default=64, help="items per resumable chunk (default 64)")
+    p.add_argument("--device", default=None, help="torch device (default: the rank's GPU if any, else cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_embed)
 
@@ -65,7 +66,7 @@ def _embed(args: argparse.Namespace) -> int:
     out = embed_manifest(checkpoint=args.checkpoint, manifest=args.manifest, out=args.out,
                          batch_size=args.batch_size, splits=_csv(args.splits),
                          modalities=_csv(args.modalities), chunk_size=args.chunk_size,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, device=args.device)
     emb = out / "embeddings.json"
     if emb.exists():
         counts = json.loads(emb.read_text())["counts"]

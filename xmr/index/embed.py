@@ -152,6 +152,7 @@ def embed_manifest(
     progress: bool = True,
     merge_timeout: float = 6 * 3600.0,
     model: Any = None,
+    device: str | None = None,
 ) -> Path:
     """Embed every item of ``manifest`` in every modality it has (and the model encodes).
 
@@ -173,6 +174,7 @@ def embed_manifest(
         progress: show a tqdm progress bar.
         merge_timeout: seconds rank 0 waits for the other ranks' chunks before giving up.
         model: an already loaded model (skips loading ``checkpoint``).
+        device: torch device (default: ``cuda:$LOCAL_RANK`` when a GPU is there, else CPU).
 
     Returns the output folder (merged on rank 0).
 
@@ -194,7 +196,8 @@ def embed_manifest(
         if df.empty:
             raise InputError(f"no items of split {', '.join(splits)} in {manifest}")
     df = df.reset_index(drop=True)
-    model = model if model is not None else xmr.load_model(checkpoint)
+    if model is None:
+        model = xmr.load_model(checkpoint, device=device or _default_device())
     mods = [m for m in ("audio", "image", "text")
             if m in model.modalities and (modalities is None or m in modalities)]
     if not mods:
@@ -254,6 +257,14 @@ def embed_manifest(
         "window_overlap": WINDOW_OVERLAP,
     })
     return out
+
+
+def _default_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
+    return "cpu"
 
 
 def _names_for(mods: list[str]) -> list[str]:
