@@ -211,3 +211,15 @@ def test_media_not_on_disk_is_rendered_into_the_cache(service, items, tmp_path):
     shipped, _ = sf.read(service.row(items[1])["audio"])
     assert len(rendered) == len(shipped) and np.abs(rendered).max() > 0.01
     assert Image.open(image).size == Image.open(service.row(items[1])["image"]).size
+
+
+def test_login_button_only_on_a_space_with_oauth(service, monkeypatch):
+    from xmr.app.ui import build_blocks
+
+    def login_buttons():
+        return [b for b in build_blocks(service).blocks.values() if type(b).__name__ == "LoginButton"]
+
+    assert login_buttons() == []
+    monkeypatch.setenv("SYSTEM", "spaces")
+    monkeypatch.setenv("OAUTH_CLIENT_ID", "client-id")
+    assert len(login_buttons()) == 1
