@@ -221,5 +221,13 @@ def test_login_button_only_on_a_space_with_oauth(service, monkeypatch):
 
     assert login_buttons() == []
     monkeypatch.setenv("SYSTEM", "spaces")
-    monkeypatch.setenv("OAUTH_CLIENT_ID", "client-id")
+    monkeypatch.setenv("SPACE_ID", "user/xmr")
+    assert login_buttons() == []  # a Space without hf_oauth
+    # what a Space with hf_oauth: true sets (gradio reads them when it is imported)
+    import gradio.oauth
+
+    for name, value in (("OAUTH_CLIENT_ID", "client-id"), ("OAUTH_CLIENT_SECRET", "secret"),
+                        ("OAUTH_SCOPES", "openid profile"), ("OPENID_PROVIDER_URL", "https://huggingface.co")):
+        monkeypatch.setenv(name, value)
+        monkeypatch.setattr(gradio.oauth, name, value)
     assert len(login_buttons()) == 1

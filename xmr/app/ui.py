@@ -414,7 +414,8 @@ def build_blocks(service: RetrievalService):
                             "3 = highly relevant). Each grade is saved at once; keys **0–3** grade, **u** "
                             "undoes the last grade, **n** asks for the next one.")
                 with gr.Row():
-                    if os.environ.get("SYSTEM") == "spaces" and os.environ.get("OAUTH_CLIENT_ID"):
+                    if (os.environ.get("SYSTEM") == "spaces" and os.environ.get("SPACE_ID")
+                            and os.environ.get("OAUTH_CLIENT_ID")):
                         # a Space with hf_oauth: true (Spaces set SYSTEM and the OAUTH_* variables)
                         gr.LoginButton()
                     name_in = gr.Textbox(label="Your name (annotator)", elem_id="annotator",
