@@ -108,3 +108,25 @@ def test_explore_and_evaluate_endpoints(client):
     assert "explained variance" in info and "current query" in info
     table, *_ = client.predict("", api_name="/evaluate")
     assert "audio→image" in table and "MRR" in table
+
+
+def test_label_the_current_audio_search(client, media, demo_items, tiny_demo_env):
+    """An uploaded clip becomes a stored labelling query whose results are pooled for grading."""
+    import sqlite3
+
+    results, _ = search(client, audio=media("audio", demo_items[5]), targets=("image",), k=3)
+    out = client.predict("erin", "current search", api_name="/label_next")
+    assert "(audio)" in out[0]
+    shown = [r["item_id"] for r in results]
+    assert any(i in out[5] for i in shown)
+    client.predict("current search", api_name="/grade_3")
+    rows = labels_rows(tiny_demo_env["XMR_LABELS_DB"], "erin")
+    assert len(rows) == 1 and rows[0][0] in shown and rows[0][1] == 3
+    con = sqlite3.connect(tiny_demo_env["XMR_LABELS_DB"])
+    try:
+        modality, media_path = con.execute(
+            "SELECT q.modality, q.media_path FROM queries q JOIN judgements j ON j.query_id = q.id "
+            "JOIN annotators a ON a.id = j.annotator_id WHERE a.name = 'erin'").fetchone()
+    finally:
+        con.close()
+    assert modality == "audio" and media_path  # a copy of the upload, kept by the label store
