@@ -162,6 +162,11 @@ def test_explore_plot_shows_the_query_marker(page, shots):
     assert page.locator("#pca-plot .scatterlayer .trace").last.locator("path.point").count() == 1
     assert "explained variance" in page.inner_text("#map-info")
     page.screenshot(path=str(shots / "explore.png"), full_page=True)
+    # 3-D: the same traces as WebGL scatter3d, drawn on a canvas
+    page.click("#map-dims label:has-text('3-D')")
+    page.wait_for_function("Array.from(document.querySelector('#pca-plot .js-plotly-plot')?.data || [])"
+                           ".some(t => t.type === 'scatter3d' && t.name === 'your query')")
+    page.wait_for_selector("#pca-plot .gl-container canvas")
 
 
 def test_grading_three_results_writes_three_rows(page, tiny_demo_env, shots):
