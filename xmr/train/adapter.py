@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,7 @@ class ModelAdapter:
             self._compute_text(missing, progress=progress)
             if self._text_cache_file is not None:
                 self._text_cache_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self._text_cache_file.with_name(self._text_cache_file.name + ".tmp")
+                tmp = self._text_cache_file.with_name(f"{self._text_cache_file.name}.{os.getpid()}.tmp")
                 torch.save(self._text_cache, tmp)
                 tmp.replace(self._text_cache_file)
         return len(self._text_cache)

@@ -190,7 +190,8 @@ class Trainer:
                 if self.info.is_main:
                     print(f"xmr train: no evaluation ({err})")
         if cfg.train.cache_frozen_text and "text" in self.modalities:
-            self.adapter.cache_text_features(self.train_items.captions)
+            self.adapter.cache_text_features(self.train_items.captions, cache_dir=self.cache_dir,
+                                             progress=cfg.train.progress and self.info.is_main)
 
         self.loss_fn = self._build_loss()
         self.sampler = self._build_sampler()
