@@ -71,9 +71,13 @@ def build_app(service: Any = None):
             service = RetrievalService.from_config(ServiceConfig.from_env())
         except XmrError as err:
             return _missing_page([], error=str(err))
+    import threading
+
     from xmr.app.ui import build_blocks
 
     demo = build_blocks(service)
+    if hasattr(service, "warm_up"):
+        threading.Thread(target=service.warm_up, name="xmr-warm-up", daemon=True).start()
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_MAX_SIZE)
     return demo
 

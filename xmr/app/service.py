@@ -281,6 +281,26 @@ class RetrievalService:
         service.load_seconds = time.perf_counter() - start
         return service
 
+    def warm_up(self) -> None:
+        """Run each encoder once and build the lazy caches (map basis, split metrics), so that the
+        first visitor does not pay for them; safe to run in a background thread."""
+        import logging
+
+        try:
+            for m in self.model.modalities:
+                if m == "text":
+                    self.model.encode("text", ["warm up"])
+                elif m == "audio":
+                    self.model.encode("audio", [np.zeros(int(self.model.sample_rate), np.float32)])
+                elif m == "image":
+                    from PIL import Image
+
+                    self.model.encode("image", [Image.new("L", (64, 32), 255)])
+            self.pca()
+            self.test_split_report()
+        except Exception as err:  # a failed warm-up only costs the first visitor some time
+            logging.getLogger(__name__).warning("warm-up failed: %s", err)
+
     # ------------------------------------------------------------------ items and media
 
     @property

@@ -361,11 +361,14 @@ def build_blocks(service: RetrievalService):
                         w_text = gr.Slider(-1, 2, value=1.0, step=0.1, label="weight of the text",
                                            elem_id="w-text")
                 with gr.Row():
-                    targets = gr.CheckboxGroup(targets_all, value=[t for t in ("audio", "image")
+                    # (label, value) pairs: a bare "audio" label is taken for a Gradio translation key
+                    targets = gr.CheckboxGroup([(t.capitalize(), t) for t in targets_all],
+                                               value=[t for t in ("audio", "image")
                                                                    if t in targets_all] or targets_all,
                                                label="Search in", elem_id="targets")
                     k_in = gr.Slider(1, max_k, value=min(8, max_k), step=1, label="results (k)", elem_id="k")
-                    use_as = gr.Radio(["audio", "image", "text"], value="audio",
+                    use_as = gr.Radio([("Audio", "audio"), ("Image", "image"), ("Caption", "text")],
+                                      value="audio",
                                       label="“Use as query” takes the result's", elem_id="use-as")
                 with gr.Row():
                     search_btn = gr.Button("Search", variant="primary", elem_id="search-btn")
