@@ -216,3 +216,14 @@ def test_empty_query_shows_an_error_and_the_app_keeps_serving(page, app_server):
     page.fill("#q-text textarea", "a lively reel")
     run_search(page)
     assert app_server.alive() and len(result_ids(page)) == 8
+
+
+def test_example_queries_run_in_one_click(page, demo_items):
+    page.click("#example-audio-0")
+    page.wait_for_function("document.querySelector('#search-status').innerText"
+                           ".includes('query of audio (1)')")
+    page.wait_for_selector("#res-0 img")
+    assert result_ids(page)[0] in demo_items
+    page.click("#example-text-1")
+    page.wait_for_function("document.querySelector('#search-status').innerText.includes('query of text (1)')")
+    assert page.input_value("#q-text textarea")  # the example's caption is in the text box
