@@ -24,7 +24,13 @@ NAME_COLUMNS = ("composer", "title", "collection_name", "collection")
 
 
 def _names_regex(df: pd.DataFrame) -> re.Pattern:
+    """Every composer, title and collection name of the manifest as one pattern.
+
+    Titles that are nothing but a form word ("A Jig", "Reel") name no piece and are left out.
+    """
     names = {" ".join(str(v).split()).lower() for c in NAME_COLUMNS for v in df[c] if v}
+    genres = {str(g).lower() for g in df["genre"]}
+    names = {n for n in names if re.sub(r"^(a|an|the)\s+", "", n).strip(" .") not in genres}
     names = sorted((n for n in names if len(n) >= MIN_NAME_CHARS), key=len, reverse=True)
     return re.compile("|".join(rf"(?<!\w){re.escape(n)}(?!\w)" for n in names))
 
@@ -98,10 +104,11 @@ def test_content_captions_never_name_composer_title_or_collection(tiny_corpus):
         for _, row in df.iterrows():  # the item's own names, in any case
             for col in NAME_COLUMNS:
                 assert not contains_name(row["caption_content"], row[col]), (row["id"], row[col])
+    for df in frames:  # every name of the manifest against every caption
+        pattern = _names_regex(df)
+        hits = [c for c in df["caption_content"] if pattern.search(c.lower())]
+        assert not hits, hits[:3]
     tiny = frames[0]
-    pattern = _names_regex(tiny)  # every name of the manifest against every caption
-    hits = [c for c in tiny["caption_content"] if pattern.search(c.lower())]
-    assert not hits
     # the full caption does name them (so the two styles really differ)
     assert any(row["collection_name"] in row["caption_full"] for _, row in tiny.iterrows())
 

@@ -32,7 +32,7 @@ from xmr.data.corpus.excerpts import (
 from xmr.errors import InputError
 
 MANIFEST_NAME = "manifest.parquet"
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 
 # Column order of the manifest (foundation schema first, then rendering inputs and metadata).
 COLUMNS = (

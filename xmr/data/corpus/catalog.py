@@ -118,7 +118,7 @@ COLLECTIONS: tuple[Collection, ...] = (
         genres={"essenFolksong/ballad": "ballad", "essenFolksong/kinder": "children's song"},
     ),
     Collection(
-        "oneills", ("oneills1850",), "O'Neill's Music of Ireland (1850)", "Irish tune",
+        "oneills", ("oneills1850",), "O'Neill's Music of Ireland (1850)", "folk tune",
         _DANCE, (150, 200), 800, 2, abc_rhythm=True, global_numbers=True,
         # Files that repeat tunes of other files (other transcriptions of the same numbers).
         skip=(r"0626-0635", r"0732-0758_mh", r"1116-1135_ml", r"1556-1576", r"1577-1624", r"1710-1750"),

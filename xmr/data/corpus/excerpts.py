@@ -261,6 +261,8 @@ def piece_metadata(score, piece: Piece, collection: Collection) -> dict:
     title = (md.title if md is not None else None) or ""
     composer = (md.composer if md is not None else None) or ""
     folder = piece.source.split("/", 1)[0]
+    if piece.number is not None:
+        composer = ""  # the C: field of the tune books holds an origin ("Irish"), not a composer
     composer = collection.composers.get(folder) or collection.composer or composer
     if not title:
         stem = piece.source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
