@@ -516,6 +516,7 @@ class Trainer:
             raise InputError(f"{self.out} already holds a run (state.pt); use --resume or another --out")
         if info.is_main and not resume:
             (self.out / "log.jsonl").unlink(missing_ok=True)
+        if info.is_main:  # a resumed run may change e.g. train.steps: keep the config it runs with
             (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         bar = tqdm(total=cfg.train.steps, initial=self.step, desc="train", dynamic_ncols=True,
                    disable=not (cfg.train.progress and info.is_main))
