@@ -282,8 +282,9 @@ class RetrievalService:
         return service
 
     def warm_up(self) -> None:
-        """Run each encoder once and build the lazy caches (map basis, split metrics), so that the
-        first visitor does not pay for them; safe to run in a background thread."""
+        """Run each encoder once so that the first visitor does not pay for lazy initialisation; safe to
+        run in a background thread. (The map basis and the split metrics stay lazy: computing them
+        here would compete with the first queries for the CPU of a small Space.)"""
         import logging
 
         try:
@@ -296,8 +297,6 @@ class RetrievalService:
                     from PIL import Image
 
                     self.model.encode("image", [Image.new("L", (64, 32), 255)])
-            self.pca()
-            self.test_split_report()
         except Exception as err:  # a failed warm-up only costs the first visitor some time
             logging.getLogger(__name__).warning("warm-up failed: %s", err)
 
@@ -366,6 +365,16 @@ class RetrievalService:
                                cache_dir=Path(self.config.cache_dir))
             self._media_cache[key] = path
             return path
+
+    def media_if_ready(self, item_id: str, modality: str) -> Path | None:
+        """The item's file when it is on disk already (shipped, or rendered before), without rendering."""
+        cached = self._media_cache.get((str(item_id), modality))
+        if cached is not None and cached.exists():
+            return cached
+        value = self.row(item_id).get(modality) if self.has_item(item_id) else None
+        if isinstance(value, str) and value and Path(value).is_file():
+            return Path(value)
+        return None
 
     def examples(self, modality: str, n: int = 3, *, split: str = "test") -> list[str]:
         """Item ids of ``n`` example queries of a modality, spread evenly over a split (deterministic)."""

@@ -202,8 +202,10 @@ def build_blocks(service: RetrievalService):
         return [h.to_dict() for h in hits], state, status
 
     def show_results(results):
+        # cards at once with what is ready; pictures still to render come in the next step
         results = results or []
-        images = list(pool.map(lambda h: media_or_none(h["item_id"], "image"), results[:max_k]))
+        images = [service.media_if_ready(h["item_id"], "image") for h in results[:max_k]]
+        images = [None if p is None else str(p) for p in images]
         out = []
         for i in range(max_k):
             if i < len(results):
@@ -211,6 +213,11 @@ def build_blocks(service: RetrievalService):
             else:
                 out += [gr.update(visible=False), None, ""]
         return out
+
+    def load_result_images(results):
+        results = results or []
+        images = list(pool.map(lambda h: media_or_none(h["item_id"], "image"), results[:max_k]))
+        return [images[i] if i < len(images) else None for i in range(max_k)]
 
     def load_result_audio(results):
         results = results or []
@@ -464,6 +471,7 @@ def build_blocks(service: RetrievalService):
         # -------------------------------------------------------------- wiring
         slot_outputs = [c for (box, img, md, _, _) in slots for c in (box, img, md)]
         audio_outputs = [aud for (_, _, _, aud, _) in slots]
+        image_outputs = [img for (_, img, _, _, _) in slots]
         search_inputs = [audio_in, image_in, text_in, w_audio, w_image, w_text, targets, k_in]
         search_outputs = [results_json, query_state, status]
 
@@ -474,16 +482,21 @@ def build_blocks(service: RetrievalService):
                                   preprocess=False)
                     .success(show_results, results_json, slot_outputs, api_name=f"show_results_{suffix}",
                              api_visibility="undocumented")
+                    .success(load_result_images, results_json, image_outputs,
+                             api_name=f"result_images_{suffix}", api_visibility="undocumented")
                     .success(load_result_audio, results_json, audio_outputs,
                              api_name=f"result_audio_{suffix}", api_visibility="undocumented"))
 
         # preprocess=False: uploads reach xmr.media untouched, so a corrupt file gets our message
         (search_btn.click(run_search, search_inputs, search_outputs, api_name="search", preprocess=False)
          .success(show_results, results_json, slot_outputs, api_name="show_results")
+         .success(load_result_images, results_json, image_outputs, api_name="result_images")
          .success(load_result_audio, results_json, audio_outputs, api_name="result_audio"))
         text_in.submit(run_search, search_inputs, search_outputs, api_name="search_submit",
                        api_visibility="undocumented", preprocess=False) \
             .success(show_results, results_json, slot_outputs, api_name="show_results_submit",
+                     api_visibility="undocumented") \
+            .success(load_result_images, results_json, image_outputs, api_name="result_images_submit",
                      api_visibility="undocumented") \
             .success(load_result_audio, results_json, audio_outputs, api_name="result_audio_submit",
                      api_visibility="undocumented")
