@@ -55,8 +55,14 @@ def test_multi_positive_counts_best_caption_and_every_caption_query():
     m = ev.table()["text[full]->audio"]
     assert (m["n_queries"], m["n_candidates"], m["mean_relevant"]) == (24, 12, 1.0)
     assert m["chance"]["R@1"] == pytest.approx(1 / 12)
-    assert set(ev.table()) == {"audio->image", "image->audio", "audio->text[full]", "text[full]->audio",
-                               "image->text[full]", "text[full]->image"}
+    assert set(ev.table()) == {
+        "audio->image",
+        "image->audio",
+        "audio->text[full]",
+        "text[full]->audio",
+        "image->text[full]",
+        "text[full]->image",
+    }
 
 
 def test_caption_protocol_marks_items_sharing_a_caption():
@@ -68,23 +74,34 @@ def test_caption_protocol_marks_items_sharing_a_caption():
     pq = ev.per_query["caption"]["text[full]->audio"]
     assert pq.n_relevant.tolist()[:8] == [4, 1, 4, 1, 4, 1, 4, 1]
     assert m["mean_relevant"] == pytest.approx((16 + 4 + 16) / 24)
-    rel = protocols.caption_relevance(["it00", "it05"], views[2].item_ids, captions["full"], query_is_text=False,
-                                      candidate_texts=views[2].texts).toarray()
+    rel = protocols.caption_relevance(
+        ["it00", "it05"],
+        views[2].item_ids,
+        captions["full"],
+        query_is_text=False,
+        candidate_texts=views[2].texts,
+    ).toarray()
     assert rel[0].sum() == 5  # its own two captions + the shared caption of items 1-3
     assert rel[1].sum() == 2
     assert "audio->image" not in ev.table("caption")
 
 
 def test_graded_grades_equal_a_plain_loop():
-    attrs = {"a": {"key": "G", "meter": "3/4", "genre": "reel"}, "b": {"key": "G", "meter": "4/4"},
-             "c": {"key": "D", "meter": "3/4", "genre": "reel"}}
+    attrs = {
+        "a": {"key": "G", "meter": "3/4", "genre": "reel"},
+        "b": {"key": "G", "meter": "4/4"},
+        "c": {"key": "D", "meter": "3/4", "genre": "reel"},
+    }
     names = ["key", "meter", "genre"]
     f = protocols.attribute_grades(["a", "b", "c"], ["c", "b", "a"], attrs, names)
     got = f(0, 3)
     for qi, q in enumerate("abc"):
         for ci, c in enumerate("cba"):
-            want = 4 if q == c else sum(
-                attrs[q].get(n) is not None and attrs[q].get(n) == attrs[c].get(n) for n in names)
+            want = (
+                4
+                if q == c
+                else sum(attrs[q].get(n) is not None and attrs[q].get(n) == attrs[c].get(n) for n in names)
+            )
             assert got[qi, ci] == want
     rng = np.random.default_rng(2)
     views, _ = _views(rng, n_items=3)
@@ -128,7 +145,9 @@ def test_views_reject_bad_shapes():
     with pytest.raises(InputError):
         View("audio", "audio", np.zeros((3, 4)), ["a", "b"])
     with pytest.raises(InputError):
-        evaluate_embeddings([View("a", "audio", np.eye(2), ["x", "y"]), View("a", "image", np.eye(2), ["x", "y"])])
+        evaluate_embeddings(
+            [View("a", "audio", np.eye(2), ["x", "y"]), View("a", "image", np.eye(2), ["x", "y"])]
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,23 +165,35 @@ def _write_tiny_manifest(folder, n=6):
         wave = 0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t) * (1 + 0.5 * np.sin(2 * np.pi * (i + 1) * t))
         sf.write(folder / "audio" / f"x{i}.wav", wave.astype(np.float32), 8000)
         img = np.full((40, 80), 255, np.uint8)
-        img[5 + 3 * i:8 + 3 * i, :] = 0  # a "staff line" at an item-dependent height
-        img[:, 10 * i:10 * i + 4] = 60
+        img[5 + 3 * i : 8 + 3 * i, :] = 0  # a "staff line" at an item-dependent height
+        img[:, 10 * i : 10 * i + 4] = 60
         Image.fromarray(img).save(folder / "image" / f"x{i}.png")
         full = f"a {'reel' if i % 2 else 'chorale'} in {'g' if i < 3 else 'd'} major by bach"
         content = f"a {'reel' if i % 2 else 'chorale'} in {'g' if i < 3 else 'd'} major"
-        rows.append({"id": f"x{i}", "split": "test" if i < 5 else "train", "audio": f"audio/x{i}.wav",
-                     "image": f"image/x{i}.png", "caption": [full, content], "caption_full": full,
-                     "caption_content": content, "key": "G" if i < 3 else "D",
-                     "genre": "reel" if i % 2 else "chorale"})
+        rows.append(
+            {
+                "id": f"x{i}",
+                "split": "test" if i < 5 else "train",
+                "audio": f"audio/x{i}.wav",
+                "image": f"image/x{i}.png",
+                "caption": [full, content],
+                "caption_full": full,
+                "caption_content": content,
+                "key": "G" if i < 3 else "D",
+                "genre": "reel" if i % 2 else "chorale",
+            }
+        )
     with open(folder / "manifest.jsonl", "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
     qrels = folder / "set.qrels"
     qrels.write_text("q1 0 audio:x1 3\nq1 0 audio:x3 1\nq1 0 audio:x0 0\nq2 0 image:x2 2\n")
     (folder / "set.queries.jsonl").write_text(
-        json.dumps({"qid": "q1", "modality": "text", "text": "a lively reel"}) + "\n"
-        + json.dumps({"qid": "q2", "modality": "audio", "media": "audio/x2.wav", "source_item_id": "x2"}) + "\n")
+        json.dumps({"qid": "q1", "modality": "text", "text": "a lively reel"})
+        + "\n"
+        + json.dumps({"qid": "q2", "modality": "audio", "media": "audio/x2.wav", "source_item_id": "x2"})
+        + "\n"
+    )
     return folder / "manifest.jsonl", qrels
 
 
@@ -172,15 +203,36 @@ def test_xmr_eval_end_to_end(tmp_path, tiny_checkpoint, capsys):
     torch.set_num_threads(1)
     manifest, qrels = _write_tiny_manifest(tmp_path)
     out = tmp_path / "report"
-    rc = main(["eval", "--checkpoint", str(tiny_checkpoint), "--manifest", str(manifest), "--split", "test",
-               "--qrels", str(qrels), "--compare", str(tiny_checkpoint), "--caption-style", "both",
-               "--ks", "1,5,10", "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "eval",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--manifest",
+            str(manifest),
+            "--split",
+            "test",
+            "--qrels",
+            str(qrels),
+            "--compare",
+            str(tiny_checkpoint),
+            "--caption-style",
+            "both",
+            "--ks",
+            "1,5,10",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     doc = json.loads((out / "metrics.json").read_text())
     item = doc["protocols"]["item"]
     assert doc["n_items"] == 5 and doc["caption_styles"] == ["full", "content"]
     assert {"audio->image", "image->audio", "audio->text[full]", "text[content]->image"} <= set(item)
-    assert item["audio->image"]["n_candidates"] == 5 and item["audio->image"]["chance"]["R@1"] == pytest.approx(0.2)
+    assert item["audio->image"]["n_candidates"] == 5 and item["audio->image"]["chance"][
+        "R@1"
+    ] == pytest.approx(0.2)
     assert "graded" in doc["protocols"] and doc["graded_attributes"] == ["genre", "key"]
     # Comparing a checkpoint with itself: no difference, p = 1.
     same = doc["comparison"]["item"]["audio->image"]["MRR"]
@@ -201,8 +253,19 @@ def test_xmr_eval_end_to_end(tmp_path, tiny_checkpoint, capsys):
 
 def test_xmr_eval_bad_input_is_one_line(tmp_path, tiny_checkpoint, capsys):
     manifest, _ = _write_tiny_manifest(tmp_path)
-    rc = main(["eval", "--checkpoint", str(tiny_checkpoint), "--manifest", str(manifest), "--split", "nope",
-               "--out", str(tmp_path / "r")])
+    rc = main(
+        [
+            "eval",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--manifest",
+            str(manifest),
+            "--split",
+            "nope",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("xmr: error:") and "nope" in err and "\n" not in err
