@@ -59,7 +59,8 @@ def evaluate(checkpoint: Path, manifest: Path, split: str, cache: Path) -> dict:
     results["content-only captions"] = {k: v for k, v in content.items() if "text" in k}
     frame = items.frame
     if "audio_unseen" in frame and frame["audio_unseen"].notna().all():
-        paths = list(frame["audio_unseen"])
+        root = Path(manifest).parent
+        paths = [p if Path(p).is_absolute() else str(root / p) for p in frame["audio_unseen"]]
 
         def unseen(i: int) -> np.ndarray:
             return load_audio(paths[i], sample_rate=pre["sample_rate"])
