@@ -202,3 +202,20 @@ def test_text_rows_collapse_to_distinct_items():
     assert len(hits) == 5 and len({h.id for h in hits}) == 5
     assert hits[0].id == "i0" and hits[0].caption.startswith("cap ")
     assert hits[0].modality == "text"
+
+
+def test_scalar_quantizer_trains_on_a_real_sample():
+    # A scalar quantizer trained on a single vector decodes every code to that vector (recall ~0).
+    import numpy as np
+
+    from xmr.index.ann import build_index
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2000, 32)).astype("float32")
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = x[:50] + 0.05 * rng.standard_normal((50, 32)).astype("float32")
+    index = build_index(x, "SQ8")
+    _, got = index.search(q, 10)
+    exact = np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :10]
+    recall = np.mean([len(set(g) & set(e)) / 10 for g, e in zip(got, exact, strict=True)])
+    assert recall > 0.9

@@ -99,12 +99,14 @@ def choose_factory(n: int, dim: int, *, memory_budget: int | str | None = None) 
 
 
 def train_size_for(factory: str, n: int) -> int:
-    """How many vectors to train on: ~64 per IVF list (k-means), at least 50k for PQ/OPQ codebooks."""
+    """How many vectors to train on: ~64 per IVF list (k-means), at least 50k for PQ/OPQ codebooks,
+    and up to 100k for any other trainable index (a scalar quantizer's value ranges need a real
+    sample: trained on one vector, every code decodes to that vector)."""
     match = re.search(r"IVF(\d+)", factory)
     want = 64 * int(match.group(1)) if match else 0
     if "PQ" in factory:
         want = max(want, 50_000)
-    return min(n, max(want, 1)) if want else 0
+    return min(n, want) if want else min(n, 100_000)
 
 
 def build_index(vectors: np.ndarray, factory: str, *, train_size: int | None = None, seed: int = 0):
