@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from xmr.errors import InputError
+from xmr.eval.trec import read_qrels, write_qrels  # one reader/writer of the TREC format
 from xmr.labels.store import LabelStore, Query, _as_grade, make_docno, parse_docno
 
 FORMATS = ("trec", "csv", "parquet")
@@ -77,34 +78,6 @@ def queries_path(path: str | os.PathLike) -> Path:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "annotator"
-
-
-def write_qrels(qrels: dict[str, dict[str, int]], path: str | os.PathLike) -> Path:
-    """Write ``{qid: {docno: grade}}`` as TREC qrels (``qid 0 docno grade``), sorted."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for qid in sorted(qrels):
-            for docno in sorted(qrels[qid]):
-                fh.write(f"{qid} 0 {docno} {int(qrels[qid][docno])}\n")
-    return path
-
-
-def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
-    """Read TREC qrels into ``{qid: {docno: grade}}``; raises InputError on a malformed line."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"qrels file {path} does not exist")
-    out: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 4 or not parts[3].lstrip("-").isdigit():
-                raise InputError(f"{path}:{number}: a qrels line is 'qid iter docno grade'")
-            out.setdefault(parts[0], {})[parts[2]] = int(parts[3])
-    return out
 
 
 def write_queries(queries: Sequence[Query], path: str | os.PathLike) -> Path:
