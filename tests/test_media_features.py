@@ -7,6 +7,7 @@ import pytest
 import torch
 import torchaudio.functional as AF
 
+from xmr.errors import ConfigError
 from xmr.media.features import (
     SpectrogramConfig,
     complex_stft,
@@ -79,11 +80,11 @@ def test_config_round_trip_and_validation():
     cfg = SpectrogramConfig(kind="stft", n_fft=2048, win_length=2048, hop_length=512, f_max=7000.0)
     assert SpectrogramConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.n_bins == 1025 and cfg.channels == 2
-    with pytest.raises(ValueError, match="unknown SpectrogramConfig keys"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) in SpectrogramConfig: n_mel; known: amin"):
         SpectrogramConfig.from_dict({"n_mel": 64})
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(ConfigError, match="kind"):
         SpectrogramConfig(kind="mfcc")
-    with pytest.raises(ValueError, match="win_length"):
+    with pytest.raises(ConfigError, match="win_length"):
         SpectrogramConfig(n_fft=512, win_length=1024)
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from xmr.errors import InputError
+from xmr.errors import ConfigError, InputError
 from xmr.media.image import ImageConfig, load_image, prepare_image, resize_image
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
@@ -146,9 +146,9 @@ def test_image_config_round_trip():
     cfg = ImageConfig(size=(128, 512), mode="L", resize="crop", max_pixels=1000, fill=0)
     assert ImageConfig.from_dict(cfg.to_dict()) == cfg
     assert ImageConfig.from_dict({"size": [3, 4]}).size == (3, 4)
-    with pytest.raises(ValueError, match="unknown ImageConfig keys"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) in ImageConfig: sise"):
         ImageConfig.from_dict({"sise": [3, 4]})
-    with pytest.raises(ValueError, match="resize"):
+    with pytest.raises(ConfigError, match="resize"):
         ImageConfig(resize="zoom")
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from fixtures_models import make_tiny_model_config, write_tiny_text_encoder
 
-from xmr.errors import CheckpointMismatchError, InputError, MissingAssetError
+from xmr.errors import CheckpointMismatchError, ConfigError, InputError, MissingAssetError
 from xmr.models import (
     ModelConfig,
     TowerConfig,
@@ -42,9 +42,11 @@ def test_registry_errors_and_overrides():
         create_model("no-such-model")
     cfg = get_model_config("demo", embed_dim=128, **{"audio.backbone": "resnet18"})
     assert cfg.embed_dim == 128 and cfg.audio.backbone == "resnet18"
-    with pytest.raises(InputError, match="unknown"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) in model config: bogus"):
         ModelConfig.from_dict({**cfg.to_dict(), "bogus": 1})
-    with pytest.raises(InputError, match="preprocessing"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) in audio tower: bakbone"):
+        ModelConfig.from_dict({**cfg.to_dict(), "audio": {"bakbone": "resnet18"}})
+    with pytest.raises(ConfigError, match="preprocessing"):
         ModelConfig.from_dict({**cfg.to_dict(), "image_preprocessing": {"size": [0, 3]}})
     with pytest.raises(InputError, match="sample_rate"):
         cfg.with_overrides(sample_rate=22050)

@@ -14,6 +14,10 @@ class InputError(XmrError, ValueError):
     """Untrusted input (audio, image, text) that cannot be used."""
 
 
+class ConfigError(InputError):
+    """A config (YAML, JSON, a checkpoint's ``config.json``) with an unknown key or an unusable value."""
+
+
 class ManifestError(XmrError, ValueError):
     """A manifest or dataset file that does not follow the schema; names the row and column."""
 

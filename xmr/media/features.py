@@ -27,6 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from xmr.config import strict_from_dict
+from xmr.errors import ConfigError
+
 KINDS = ("logmel", "stft")
 
 
@@ -67,15 +70,17 @@ class SpectrogramConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"SpectrogramConfig.kind must be one of {KINDS}, got {self.kind!r}")
+            raise ConfigError(f"SpectrogramConfig.kind must be one of {KINDS}, got {self.kind!r}")
         for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
             if int(getattr(self, name)) <= 0:
-                raise ValueError(f"SpectrogramConfig.{name} must be positive, got {getattr(self, name)!r}")
+                raise ConfigError(f"SpectrogramConfig.{name} must be positive, got {getattr(self, name)!r}")
         if self.win_length > self.n_fft:
-            raise ValueError(f"SpectrogramConfig.win_length ({self.win_length}) exceeds n_fft ({self.n_fft})")
+            raise ConfigError(
+                f"SpectrogramConfig.win_length ({self.win_length}) exceeds n_fft ({self.n_fft})"
+            )
         nyquist = self.sample_rate / 2
         if self.f_max is not None and not (self.f_min < self.f_max <= nyquist):
-            raise ValueError(
+            raise ConfigError(
                 f"SpectrogramConfig needs f_min < f_max <= {nyquist:g}, got {self.f_min}, {self.f_max}"
             )
 
@@ -102,11 +107,7 @@ class SpectrogramConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpectrogramConfig:
         """Build from a dict such as :meth:`to_dict` wrote; unknown keys are an error (typos)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown SpectrogramConfig keys {unknown}; known: {sorted(names)}")
-        return cls(**data)
+        return strict_from_dict(cls, data)
 
 
 def compute_features(wave: torch.Tensor | np.ndarray, cfg: SpectrogramConfig) -> torch.Tensor:

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from xmr.errors import InputError
+from xmr.config import strict_from_dict
+from xmr.errors import ConfigError, InputError
 from xmr.media._common import describe, one_line
 
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -64,16 +65,16 @@ class ImageConfig:
     def __post_init__(self) -> None:
         size = tuple(int(v) for v in self.size)
         if len(size) != 2 or min(size) <= 0:
-            raise ValueError(f"ImageConfig.size must be (H, W) with positive values, got {self.size!r}")
+            raise ConfigError(f"ImageConfig.size must be (H, W) with positive values, got {self.size!r}")
         self.size = size  # lists from JSON become a tuple
         if self.mode not in MODES:
-            raise ValueError(f"ImageConfig.mode must be one of {MODES}, got {self.mode!r}")
+            raise ConfigError(f"ImageConfig.mode must be one of {MODES}, got {self.mode!r}")
         if self.resize not in RESIZE_POLICIES:
-            raise ValueError(f"ImageConfig.resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
+            raise ConfigError(f"ImageConfig.resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
         if self.max_pixels <= 0:
-            raise ValueError(f"ImageConfig.max_pixels must be positive, got {self.max_pixels!r}")
+            raise ConfigError(f"ImageConfig.max_pixels must be positive, got {self.max_pixels!r}")
         if not 0 <= int(self.fill) <= 255:
-            raise ValueError(f"ImageConfig.fill must be in 0..255, got {self.fill!r}")
+            raise ConfigError(f"ImageConfig.fill must be in 0..255, got {self.fill!r}")
 
     @property
     def channels(self) -> int:
@@ -89,11 +90,7 @@ class ImageConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ImageConfig:
         """Build from a dict such as :meth:`to_dict` wrote; unknown keys are an error (typos)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown ImageConfig keys {unknown}; known: {sorted(names)}")
-        return cls(**data)
+        return strict_from_dict(cls, data)
 
 
 def load_image(src: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS, mode: str | None = None):

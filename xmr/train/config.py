@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xmr.errors import InputError
+from xmr.config import check_keys, strict_from_dict
+from xmr.errors import ConfigError, InputError
 
 
 @dataclass
@@ -132,11 +133,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
-        """Build from a mapping; unknown keys in the typed sections raise :class:`InputError`."""
+        """Build from a mapping; an unknown section, or an unknown key in one, raises :class:`ConfigError`."""
         raw = dict(raw or {})
-        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise InputError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+        check_keys(cls, raw, what="config")
         kwargs: dict[str, Any] = {}
         for name, sub in (("data", DataConfig), ("optim", OptimConfig), ("train", LoopConfig)):
             kwargs[name] = _build(sub, raw.get(name) or {}, name)
@@ -152,37 +151,35 @@ class TrainConfig:
         return cfg
 
     def validate(self) -> None:
-        """Raise :class:`InputError` on settings that cannot work."""
+        """Raise :class:`ConfigError` on settings that cannot work."""
         if not self.data.manifest:
-            raise InputError("config: data.manifest is required")
+            raise ConfigError("config: data.manifest is required")
         bad = set(self.data.modalities) - {"audio", "image", "text"}
         if bad or len(self.data.modalities) < 2:
-            raise InputError(f"config: data.modalities must be two or more of audio/image/text, got "
-                             f"{self.data.modalities}")
+            raise ConfigError(f"config: data.modalities must be two or more of audio/image/text, got "
+                              f"{self.data.modalities}")
         if self.data.batch_size < 2:
-            raise InputError("config: data.batch_size must be at least 2")
+            raise ConfigError("config: data.batch_size must be at least 2")
         if self.train.accum_steps < 1 or self.data.batch_size % self.train.accum_steps:
-            raise InputError("config: data.batch_size must be a multiple of train.accum_steps")
+            raise ConfigError("config: data.batch_size must be a multiple of train.accum_steps")
         if self.train.amp not in ("off", "bf16", "fp16", "auto"):
-            raise InputError(f"config: train.amp must be off/bf16/fp16/auto, got {self.train.amp!r}")
+            raise ConfigError(f"config: train.amp must be off/bf16/fp16/auto, got {self.train.amp!r}")
         if self.train.steps < 1:
-            raise InputError("config: train.steps must be positive")
+            raise ConfigError("config: train.steps must be positive")
         if self.data.positive_groups not in ("caption", "none"):
-            raise InputError("config: data.positive_groups must be caption or none")
+            raise ConfigError("config: data.positive_groups must be caption or none")
         if self.data.caption_choice not in ("random", "first"):
-            raise InputError("config: data.caption_choice must be random or first")
+            raise ConfigError("config: data.caption_choice must be random or first")
 
 
 def _build(cls, raw: dict[str, Any], section: str):
+    check_keys(cls, raw, what=section)
     names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(raw) - set(names)
-    if unknown:
-        raise InputError(f"config: unknown key(s) in {section}: {', '.join(sorted(unknown))}")
     fixed = {}
     for k, v in raw.items():
         kind = str(names[k].type)
         fixed[k] = float(_number(v)) if kind.startswith("float") and isinstance(v, (str, int)) else v
-    return cls(**fixed)
+    return strict_from_dict(cls, fixed, what=section)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -60,7 +60,6 @@ equals the single-process loss on the global batch.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +67,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from xmr.config import strict_from_dict
 from xmr.errors import InputError
 from xmr.train.memory import EpochMemory, QueueMemory
 
@@ -135,11 +135,7 @@ class LossConfig:
                 data.setdefault("kind", "infonce")
             else:
                 data.setdefault("kind", name)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise InputError(f"unknown loss settings: {', '.join(sorted(unknown))}")
-        return cls(**data)
+        return strict_from_dict(cls, data, what="loss")
 
 
 def _pair_key(pair: str | tuple | list) -> tuple[str, str]:
