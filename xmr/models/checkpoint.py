@@ -14,7 +14,6 @@ checkpoints share a fingerprint only if they compute the same embeddings; indexe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,61 +26,13 @@ import torch
 
 from xmr.errors import CheckpointMismatchError, InputError, MissingAssetError
 from xmr.models.config import ModelConfig
+from xmr.models.fingerprint import external_hashes, fingerprint_from, split_state
+from xmr.models.model import XmrModel
 
 FORMAT = "xmr-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-
-
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    t = t.detach().cpu().contiguous().reshape(-1)
-    return t.view(torch.uint8).numpy().tobytes()
-
-
-def _hash_tensors(h: Any, state: dict[str, torch.Tensor]) -> None:
-    for key in sorted(state):
-        t = state[key]
-        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(_tensor_bytes(t))
-
-
-def _split_state(model) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
-    """(stored tensors, {external prefix: tensors}) of a model's state dict."""
-    prefixes = model.external_prefixes()
-    stored: dict[str, torch.Tensor] = {}
-    external: dict[str, dict[str, torch.Tensor]] = {p: {} for p in prefixes}
-    for key, t in model.state_dict().items():
-        owner = next((p for p in prefixes if key.startswith(p)), None)
-        if owner is None:
-            stored[key] = t
-        else:
-            external[owner][key] = t
-    return stored, external
-
-
-def _external_hashes(external: dict[str, dict[str, torch.Tensor]]) -> dict[str, str]:
-    out = {}
-    for prefix, state in external.items():
-        h = hashlib.sha256()
-        _hash_tensors(h, state)
-        out[prefix] = h.hexdigest()
-    return out
-
-
-def _fingerprint(cfg: ModelConfig, stored: dict[str, torch.Tensor], ext_hashes: dict[str, str]) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps(cfg.to_dict(), sort_keys=True).encode())
-    _hash_tensors(h, stored)
-    for prefix in sorted(ext_hashes):
-        h.update(f"{prefix}|{ext_hashes[prefix]}".encode())
-    return h.hexdigest()
-
-
-def compute_fingerprint(model) -> str:
-    """sha256 of the model's config and all its weights (what :func:`save_checkpoint` records)."""
-    stored, external = _split_state(model)
-    return _fingerprint(model.config, stored, _external_hashes(external))
 
 
 def _jsonable(value: Any) -> Any:
@@ -113,7 +64,7 @@ def preprocessing_of(cfg: ModelConfig) -> dict[str, Any]:
 
 
 def save_checkpoint(
-    model,
+    model: XmrModel,
     directory: str | Path,
     *,
     extra_tensors: dict[str, dict[str, torch.Tensor]] | None = None,
@@ -141,10 +92,10 @@ def save_checkpoint(
     clash = reserved & set(extra)
     if clash:
         raise InputError(f"save_checkpoint: reserved config keys {sorted(clash)}")
-    stored, external = _split_state(model)
-    ext_hashes = _external_hashes(external)
+    stored, external = split_state(model)
+    ext_hashes = external_hashes(external)
     cfg = model.config
-    fingerprint = _fingerprint(cfg, stored, ext_hashes)
+    fingerprint = fingerprint_from(cfg, stored, ext_hashes)
     ext_info = {}
     for prefix, digest in ext_hashes.items():
         modality = prefix.split(".")[1]
@@ -226,7 +177,7 @@ def load_extra_tensors(path: str | Path, name: str, device: str = "cpu") -> dict
     return load_file(str(file), device=device)
 
 
-def load_model(path: str | Path, device: str = "cpu", *, verify: bool = True):
+def load_model(path: str | Path, device: str = "cpu", *, verify: bool = True) -> XmrModel:
     """Rebuild an :class:`~xmr.models.model.XmrModel` from a checkpoint folder (safetensors + JSON).
 
     Args:
@@ -244,8 +195,6 @@ def load_model(path: str | Path, device: str = "cpu", *, verify: bool = True):
     """
     from safetensors.torch import load_file
 
-    from xmr.models.model import XmrModel
-
     folder = _folder(path)
     config = read_checkpoint_config(folder)
     cfg = ModelConfig.from_dict(config["model"])
@@ -260,15 +209,15 @@ def load_model(path: str | Path, device: str = "cpu", *, verify: bool = True):
         )
     recorded = config.get("fingerprint")
     if verify:
-        stored, external = _split_state(model)
-        ext_hashes = _external_hashes(external)
+        stored, external = split_state(model)
+        ext_hashes = external_hashes(external)
         for prefix, info in config.get("external_weights", {}).items():
             if ext_hashes.get(prefix) != info.get("sha256"):
                 raise CheckpointMismatchError(
                     f"the weights of {prefix.rstrip('.')} from {info.get('source')} differ from those this "
                     "checkpoint was trained with (another package version?)"
                 )
-        actual = _fingerprint(cfg, stored, ext_hashes)
+        actual = fingerprint_from(cfg, stored, ext_hashes)
         if recorded != actual:
             raise CheckpointMismatchError(
                 f"checkpoint {folder}: weights do not match the recorded fingerprint"

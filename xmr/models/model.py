@@ -13,6 +13,7 @@ from torch import nn
 from xmr.errors import InputError
 from xmr.models import _media
 from xmr.models.config import ModelConfig
+from xmr.models.fingerprint import compute_fingerprint
 from xmr.models.heads import build_head
 from xmr.models.towers import build_tower
 
@@ -87,8 +88,6 @@ class XmrModel(nn.Module):
     def fingerprint(self) -> str:
         """sha256 of the model config and weights (set on load; computed for a fresh model)."""
         if self._fingerprint is None:
-            from xmr.models.checkpoint import compute_fingerprint
-
             return compute_fingerprint(self)
         return self._fingerprint
 
