@@ -14,17 +14,14 @@ Example::
 
 from __future__ import annotations
 
-import io
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from xmr.errors import InputError
-from xmr.media._common import describe, one_line
+from xmr.media._common import describe, one_line, open_source
 
 DEFAULT_SAMPLE_RATE = 16000
 DEFAULT_MAX_SECONDS = 600.0
@@ -168,27 +165,10 @@ class _Opened:
     def __enter__(self):
         import soundfile as sf
 
-        src, name = self.src, describe(self.src)
-        if isinstance(src, (str, os.PathLike)):
-            path = Path(src)
-            if not path.exists():
-                raise InputError(f"audio file not found: {one_line(path)}")
-            if not path.is_file():
-                raise InputError(f"not an audio file: {one_line(path)}")
-            if path.stat().st_size == 0:
-                raise InputError(f"{name} is empty (0 bytes)")
-            obj: Any = str(path)
-        elif isinstance(src, (bytes, bytearray, memoryview)):
-            if len(src) == 0:
-                raise InputError("audio is empty (0 bytes)")
-            obj = io.BytesIO(bytes(src))
-        elif hasattr(src, "read") and hasattr(src, "seek"):
-            obj = src
-        else:
-            raise InputError(
-                f"unsupported audio input of type {type(src).__name__}; pass a file path, the file's bytes "
-                "or (sample_rate, array)"
-            )
+        name = describe(self.src)
+        obj = open_source(
+            self.src, "audio", accepts="a file path, the file's bytes or (sample_rate, array)", seekable=True
+        )
         try:
             self.handle = sf.SoundFile(obj)
         except Exception as err:  # libsndfile reports every unreadable input as an error here

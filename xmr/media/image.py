@@ -17,18 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
-import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from xmr.config import strict_from_dict
 from xmr.errors import ConfigError, InputError
-from xmr.media._common import describe, one_line
+from xmr.media._common import describe, one_line, open_source
 
 DEFAULT_MAX_PIXELS = 50_000_000
 # Pillow formats we accept; others it can open (EPS, PSD, ICO, PPM, ...) are refused so that the
@@ -220,26 +217,7 @@ def _open(src: Any, name: str, max_pixels: int):
     """Open (header only) and check the size before any pixel is decoded."""
     from PIL import Image, UnidentifiedImageError
 
-    if isinstance(src, (str, os.PathLike)):
-        path = Path(src)
-        if not path.exists():
-            raise InputError(f"image file not found: {one_line(path)}")
-        if not path.is_file():
-            raise InputError(f"not an image file: {one_line(path)}")
-        if path.stat().st_size == 0:
-            raise InputError(f"{name} is empty (0 bytes)")
-        obj: Any = str(path)
-    elif isinstance(src, (bytes, bytearray, memoryview)):
-        if len(src) == 0:
-            raise InputError("image is empty (0 bytes)")
-        obj = io.BytesIO(bytes(src))
-    elif hasattr(src, "read"):
-        obj = src
-    else:
-        raise InputError(
-            f"unsupported image input of type {type(src).__name__}; pass a file path, the file's bytes, "
-            "a PIL image or an array"
-        )
+    obj = open_source(src, "image", accepts="a file path, the file's bytes, a PIL image or an array")
     try:
         with warnings.catch_warnings():
             # Our own cap (below) replaces Pillow's global bomb warning; its hard limit still applies.
