@@ -242,6 +242,8 @@ def build_corpus(*, out: str | Path, seed: int = 0, limit: int | None = None, wo
     import pandas as pd
     from tqdm import tqdm
 
+    from xmr.data.manifest import write_manifest
+
     t0 = time.time()
     out = Path(out)
     if limit is not None and limit < 1:
@@ -311,7 +313,7 @@ def build_corpus(*, out: str | Path, seed: int = 0, limit: int | None = None, wo
     if not rows:
         raise InputError("the corpus build produced no items; see the failures above")
     df = pd.DataFrame(rows)[list(COLUMNS)].sort_values("id", kind="stable").reset_index(drop=True)
-    write_corpus_manifest(df, out / MANIFEST_NAME)
+    write_manifest(df, out / MANIFEST_NAME)
 
     summary.items = len(df)
     summary.per_split = {s: int((df["split"] == s).sum()) for s in ("train", "val", "test")}
@@ -321,18 +323,6 @@ def build_corpus(*, out: str | Path, seed: int = 0, limit: int | None = None, wo
     if not finished_only:
         (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
     return summary
-
-
-def write_corpus_manifest(df, path: Path) -> None:
-    """Write the manifest with the foundation's writer when it is there, else plain Parquet."""
-    try:
-        from xmr.data.manifest import write_manifest
-    except ImportError:
-        write_manifest = None
-    if write_manifest is not None:
-        write_manifest(df, path)
-    else:
-        df.to_parquet(path, index=False)
 
 
 def default_excerpt_cap(limit: int | None, n_collections: int, cap: int) -> int:
