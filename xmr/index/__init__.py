@@ -6,20 +6,26 @@ calls the same functions)::
     embed_manifest(checkpoint=..., manifest=..., out=emb)   # per-modality float32 arrays + ids
     build_indexes(embeddings=emb, out=idx)                  # one tuned FAISS index per modality
     store = IndexStore.load(idx, fingerprint=model.fingerprint)
-    hits = store.search(fuse_queries([text_vec, image_vec], [1.0, 0.5]), targets=("audio",), k=10)
+    query = encode_query(model, text="a reel", image="score.png", weights={"image": 0.5})
+    hits = store.search(query.vector, targets=("audio",), k=10)   # the one query path: app, CLI, eval
 """
 
 from xmr.index.fusion import fuse_queries
+from xmr.index.query import EncodedQuery, QueryLimits, embed_audio, encode_query
 from xmr.index.store import Hit, IndexStore
 from xmr.index.windows import TrackEmbedding, embed_tracks, pool_windows
 
 __all__ = [
+    "EncodedQuery",
     "Hit",
     "IndexStore",
+    "QueryLimits",
     "TrackEmbedding",
     "build_indexes",
+    "embed_audio",
     "embed_manifest",
     "embed_tracks",
+    "encode_query",
     "fuse_queries",
     "pool_windows",
     "search",
@@ -32,7 +38,7 @@ def __getattr__(name):
         from xmr.index import embed
 
         return getattr(embed, name)
-    if name in ("build_indexes", "search", "encode_query"):
+    if name in ("build_indexes", "search"):
         from xmr.index import pipeline
 
         return getattr(pipeline, name)

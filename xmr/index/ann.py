@@ -24,7 +24,7 @@ import numpy as np
 from xmr.errors import InputError
 
 # Below this many vectors an exact scan is fast enough (a few ms per query on one core) and needs
-# no training, so ``auto`` keeps it exact (DESIGN §6: "exact below ~50k vectors").
+# no training, so ``auto`` keeps it exact.
 EXACT_LIMIT = 50_000
 # From here on the raw float32 vectors are the memory problem, so ``auto`` compresses them.
 COMPRESS_LIMIT = 4_000_000

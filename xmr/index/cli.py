@@ -46,7 +46,7 @@ def register(sub) -> None:
     p.add_argument("--audio", action="append", default=[], help="an audio file (repeatable)")
     p.add_argument("--image", action="append", default=[], help="an image file (repeatable)")
     p.add_argument("--weights", default=None, help="comma-separated weights, one per input in the order "
-                   "text, audio, image (may be negative)")
+                   "audio, image, text (may be negative)")
     p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--target", default=None, help="comma-separated modalities to search (default: all)")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the index's own)")
@@ -107,8 +107,9 @@ def _search(args: argparse.Namespace) -> int:
                   k=args.k, targets=_csv(args.target), checkpoint=args.checkpoint, filters=filters or None)
     if args.json:
         for h in hits:
-            print(json.dumps({"rank": h.rank, "id": h.id, "modality": h.modality, "score": round(h.score, 6),
-                              "start": h.start, "end": h.end, "caption": h.caption}))
+            row = {"rank": h.rank, "id": h.item_id, "modality": h.modality, "score": round(h.score, 6),
+                   "start": h.start, "end": h.end, "caption": h.caption}
+            print(json.dumps(row))
         return 0
     if not hits:
         print("no results")
@@ -117,6 +118,6 @@ def _search(args: argparse.Namespace) -> int:
     for h in hits:
         at = f"{h.start:.1f}-{h.end:.1f}s" if h.start is not None else ""
         caption = h.caption if len(h.caption) <= 70 else h.caption[:67] + "..."
-        print(f"{h.rank:>4}  {h.modality:<8} {h.score:7.4f}  {at:>11}  {h.id:<28} {caption}")
+        print(f"{h.rank:>4}  {h.modality:<8} {h.score:7.4f}  {at:>11}  {h.item_id:<28} {caption}")
     sys.stdout.flush()
     return 0

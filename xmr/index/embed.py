@@ -23,15 +23,20 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xmr.data.files import has_value, media_file
 from xmr.errors import CheckpointMismatchError, InputError, MissingAssetError
+from xmr.index.query import embed_audio
+from xmr.index.windows import WINDOW_OVERLAP
+
+if TYPE_CHECKING:
+    from xmr.models.model import XmrModel
 
 FORMAT = "xmr-embeddings/1"
 NAMES = ("audio", "audio_windows", "image", "text")
-WINDOW_OVERLAP = 0.5
 
 
 @dataclass
@@ -54,14 +59,6 @@ def _rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return rank, world
 
 
-def _present(value: Any) -> bool:
-    if value is None:
-        return False
-    if isinstance(value, float) and np.isnan(value):
-        return False
-    return bool(str(value).strip())
-
-
 def _captions(value: Any) -> list[str]:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return []
@@ -70,44 +67,19 @@ def _captions(value: Any) -> list[str]:
     return [str(c) for c in list(value) if str(c).strip()]
 
 
-def _media(row: Any, modality: str, manifest_dir: str | None, cache_dir: str | Path | None) -> str:
-    """The item's file: on disk as the manifest says, else rendered by the demo-corpus builder."""
-    value = row.get(modality)
-    if _present(value):
-        p = Path(str(value))
-        if not p.is_absolute() and manifest_dir:
-            p = Path(manifest_dir) / p
-        if p.is_file():
-            return str(p)
-    try:
-        from xmr.data.corpus import media_path
-    except ImportError:
-        media_path = None
-    if media_path is not None:
-        try:
-            return str(media_path(row, modality, manifest_dir=manifest_dir, cache_dir=cache_dir))
-        except (KeyError, ValueError, OSError):
-            pass
-    raise MissingAssetError(f"item {row.get('id')}: {modality} file {value} not found (and it is not an "
-                            "item of the demo corpus that could be rendered)")
-
-
-def _embed_chunk(model, rows: list[dict], *, modalities: list[str], manifest_dir: str | None,
+def _embed_chunk(model: XmrModel, rows: list[dict], *, modalities: list[str], manifest_dir: str | None,
                  batch_size: int, cache_dir) -> tuple[dict[str, np.ndarray], dict[str, dict[str, list]]]:
     """Vectors + row metadata (per name) of one chunk of manifest rows."""
-    from xmr.index.windows import embed_tracks
     from xmr.media.audio import load_audio
 
     vecs: dict[str, np.ndarray] = {}
     meta: dict[str, dict[str, list]] = {}
     dim = int(model.embed_dim)
     if "audio" in modalities:
-        have = [r for r in rows if _present(r.get("audio")) or _present(r.get("source"))]
-        waves = [load_audio(_media(r, "audio", manifest_dir, cache_dir), sample_rate=int(model.sample_rate))
-                 for r in have]
-        tracks = embed_tracks(lambda w: model.encode("audio", w, batch_size=batch_size), waves,
-                              sample_rate=int(model.sample_rate),
-                              window_seconds=float(model.audio_window_seconds), overlap=WINDOW_OVERLAP)
+        have = [r for r in rows if has_value(r.get("audio")) or has_value(r.get("source"))]
+        sr = int(model.sample_rate)
+        waves = [load_audio(media_file(r, "audio", manifest_dir, cache_dir), sample_rate=sr) for r in have]
+        tracks = embed_audio(model, waves, batch_size=batch_size)
         vecs["audio"] = np.stack([t.vector for t in tracks]) if tracks else np.zeros((0, dim), np.float32)
         meta["audio"] = {"id": [str(r["id"]) for r in have],
                          "duration": [len(w) / float(model.sample_rate) for w in waves]}
@@ -119,8 +91,8 @@ def _embed_chunk(model, rows: list[dict], *, modalities: list[str], manifest_dir
             "end": [float(e) for t in tracks for e in t.ends],
         }
     if "image" in modalities:
-        have = [r for r in rows if _present(r.get("image")) or _present(r.get("source"))]
-        paths = [_media(r, "image", manifest_dir, cache_dir) for r in have]
+        have = [r for r in rows if has_value(r.get("image")) or has_value(r.get("source"))]
+        paths = [str(media_file(r, "image", manifest_dir, cache_dir)) for r in have]
         vecs["image"] = model.encode("image", paths, batch_size=batch_size)
         meta["image"] = {"id": [str(r["id"]) for r in have]}
     if "text" in modalities:
@@ -151,14 +123,14 @@ def embed_manifest(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     merge_timeout: float = 6 * 3600.0,
-    model: Any = None,
+    model: XmrModel | None = None,
     device: str | None = None,
 ) -> Path:
     """Embed every item of ``manifest`` in every modality it has (and the model encodes).
 
     Audio longer than the model's window is cut into 50%-overlap windows whose mean is the track
-    vector (seed 003 §4.1.2); the window vectors are kept for the per-window index. Text is every
-    caption of an item (``text.parquet`` says which item and which caption).
+    vector (Nakatsuka et al., 2023, Sec. 4.1.2); the window vectors are kept for the per-window index.
+    Text is every caption of an item (``text.parquet`` says which item and which caption).
 
     Args:
         checkpoint: checkpoint folder (``xmr.load_model``).

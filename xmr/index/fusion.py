@@ -1,4 +1,4 @@
-"""Multi-modal queries: a weighted sum of normalised query embeddings (DESIGN §6)."""
+"""Multi-modal queries: a weighted sum of normalised query embeddings."""
 
 from __future__ import annotations
 

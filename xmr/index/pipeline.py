@@ -1,17 +1,20 @@
-"""Stage functions over folders: build indexes from embeddings, encode a query, search an index."""
+"""Stage functions over folders: build indexes from embeddings, search an index (``xmr search``)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xmr.errors import CheckpointMismatchError, InputError, MissingAssetError
-from xmr.index.fusion import fuse_queries
+from xmr.index.query import encode_query
 from xmr.index.store import MODALITIES, Hit, IndexStore
+
+if TYPE_CHECKING:
+    from xmr.models.model import XmrModel
 
 # Media paths of this machine stay out of the index metadata (it may be shipped); the app and the
 # CLI find media through the manifest.
@@ -88,50 +91,6 @@ def _relative(path: str, base: Path) -> str:
         return str(path)
 
 
-def encode_query(
-    model: Any,
-    *,
-    text: Sequence[str] = (),
-    audio: Sequence[Any] = (),
-    image: Sequence[Any] = (),
-    weights: Sequence[float] | None = None,
-) -> np.ndarray:
-    """Embed the inputs of one query and fuse them into one (D,) unit vector.
-
-    Inputs are taken in the order text..., audio..., image...; ``weights`` gives one weight per
-    input in that order (default 1 each). Audio longer than the model's window is windowed and
-    mean-pooled exactly as indexed tracks are, so the same file always gives the same vector.
-
-    Example:
-        >>> q = encode_query(model, text=["a slow chorale"], image=["score.png"],  # doctest: +SKIP
-        ...                  weights=[1, 0.5])
-    """
-    from xmr.index.windows import embed_tracks
-    from xmr.media.audio import load_audio
-
-    parts: list[np.ndarray] = []
-    for t in text:
-        try:
-            from xmr.media.text import normalize_text
-
-            t = normalize_text(t).text
-        except ImportError:
-            pass
-        parts.append(model.encode("text", [t])[0])
-    for a in audio:
-        wave = a if isinstance(a, np.ndarray) else load_audio(a, sample_rate=int(model.sample_rate))
-        track = embed_tracks(lambda w: model.encode("audio", w), [wave], sample_rate=int(model.sample_rate),
-                             window_seconds=float(model.audio_window_seconds))[0]
-        parts.append(track.vector)
-    for im in image:
-        if isinstance(im, str | os.PathLike) and not Path(im).is_file():
-            raise InputError(f"image file not found: {im}")
-        parts.append(model.encode("image", [str(im) if isinstance(im, os.PathLike) else im])[0])
-    if not parts:
-        raise InputError("give at least one query input: --text, --audio or --image")
-    return fuse_queries(parts, weights)[0]
-
-
 def search(
     *,
     index: str | Path,
@@ -143,14 +102,14 @@ def search(
     targets: Sequence[str] | None = None,
     checkpoint: str | Path | None = None,
     filters: Mapping[str, Any] | None = None,
-    model: Any = None,
+    model: XmrModel | None = None,
 ) -> list[Hit]:
     """Search an index folder with a (possibly multi-modal) query: the ``xmr search`` command.
 
     Args:
         index: index folder.
         text / audio / image: query inputs (strings, audio files, image files).
-        weights: one weight per input, in the order text, audio, image.
+        weights: one weight per input, in the order audio, image, text.
         k: number of results.
         targets: modalities to search (default: every modality of the index).
         checkpoint: checkpoint folder (default: the one recorded in ``index.json``).
@@ -159,7 +118,7 @@ def search(
 
     Example:
         >>> for h in search(index="runs/index", text=["a jig on flute"], k=5):  # doctest: +SKIP
-        ...     print(h.rank, h.id, h.modality, round(h.score, 3), h.start)
+        ...     print(h.rank, h.item_id, h.modality, round(h.score, 3), h.start)
     """
     import xmr
 
@@ -177,9 +136,9 @@ def search(
     store = IndexStore.load(index, fingerprint=str(model.fingerprint))
     if store.fingerprint != str(model.fingerprint):  # pragma: no cover - load() already refuses
         raise CheckpointMismatchError(f"index {store.fingerprint} vs model {model.fingerprint}")
-    vector = encode_query(model, text=text, audio=audio, image=image, weights=weights)
+    query = encode_query(model, audio=list(audio), image=list(image), text=list(text), weights=weights)
     targets = list(targets) if targets else store.modalities
     unknown = [t for t in targets if t not in (*MODALITIES, "audio_windows")]
     if unknown:
         raise InputError(f"unknown target {', '.join(unknown)}; choose from audio, image, text")
-    return store.search(vector[None, :], targets=targets, k=k, filters=filters)[0]
+    return store.search(query.vector, targets=targets, k=k, filters=filters)[0]

@@ -17,7 +17,7 @@ Example:
     >>> store = IndexStore.load("assets/demo/index", fingerprint=model.fingerprint)  # doctest: +SKIP
     >>> q = model.encode("text", ["a reel on fiddle"])  # doctest: +SKIP
     >>> hits = store.search(q, targets=("audio",), k=5)  # doctest: +SKIP
-    >>> hits[0][0].id, hits[0][0].score, hits[0][0].start  # doctest: +SKIP
+    >>> hits[0][0].item_id, hits[0][0].score, hits[0][0].start  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -53,10 +53,10 @@ EXACT_FILTER_ROWS = 20_000
 
 @dataclass
 class Hit:
-    """One search result.
+    """One search result: the one result type of the index, the CLI and the app.
 
     Attributes:
-        id: the item id (manifest ``id``).
+        item_id: the item id (manifest ``id``).
         modality: the index it was found in (audio, image, text).
         score: cosine similarity between the query and the matched vector.
         rank: 1-based rank in this query's result list.
@@ -65,9 +65,11 @@ class Hit:
         end: its end in seconds.
         row: the metadata row number (= FAISS label) in that modality's index.
         metadata: the item's metadata row (split, collection, ...).
+        query_start: for a long audio query cut into windows, the start (seconds) of the query
+            window that matches this item best (set by the app; ``None`` otherwise).
     """
 
-    id: str
+    item_id: str
     modality: str
     score: float
     rank: int = 0
@@ -76,14 +78,7 @@ class Hit:
     end: float | None = None
     row: int = -1
     metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def item_id(self) -> str:
-        return self.id
-
-    @property
-    def offset(self) -> float | None:
-        return self.start
+    query_start: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -425,7 +420,8 @@ class IndexStore:
         import faiss
 
         index = self._index(name)
-        q = normalize(queries)
+        # query vectors are normalised by the FAISS wrappers (search_index, exact_knn), once
+        q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if q.shape[1] != self.dim:
             raise InputError(f"query vectors have dimension {q.shape[1]}, the index has {self.dim}")
         params = params if params is not None else self.info.get(name, {}).get("search_params", {})
@@ -460,28 +456,33 @@ class IndexStore:
         targets: Sequence[str] = MODALITIES,
         k: int = 10,
         filters: Mapping[str, Any] | None = None,
+        *,
+        distinct_items: bool = True,
     ) -> list[list[Hit]]:
         """The ``k`` best distinct items per query over the target modalities, best first.
 
         Each target index is searched with its tuned parameters; an item appears once per target
         modality (text: at its best-matching caption). Results of several targets are merged by
-        score (cosine, comparable across modalities since all live in one space). For audio, when
-        the store has a window index, each hit also gets the start/end (seconds) of the window of
-        the track that matches the query best. Target ``"audio_windows"`` ranks tracks by their best
-        window instead of their mean vector.
+        score (cosine, comparable across modalities since all live in one space); with
+        ``distinct_items`` an item found in several targets (its audio and its image) is listed
+        once, at its best score. Ties go to the modality order audio, image, text, then to the id.
+        For audio, when the store has a window index, each hit also gets the start/end (seconds)
+        of the window of the track that matches the query best. Target ``"audio_windows"`` ranks
+        tracks by their best window instead of their mean vector.
 
         Args:
-            query_vectors: (Q, D) or (D,) query embeddings (normalised here).
+            query_vectors: (Q, D) or (D,) query embeddings (of any length: scores are cosines).
             targets: modalities to search in.
             k: results per query.
             filters: metadata filters, e.g. ``{"split": "test", "collection": ["a", "b"]}``.
+            distinct_items: list each item once over all targets (``False``: once per target).
 
         Returns one list of :class:`Hit` per query.
 
         Example:
             >>> store.search(q, targets=("image",), k=3, filters={"split": "test"})  # doctest: +SKIP
         """
-        q = normalize(query_vectors)
+        q = np.atleast_2d(np.asarray(query_vectors, dtype=np.float32))
         k = int(k)
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
@@ -492,11 +493,16 @@ class IndexStore:
         results: list[list[Hit]] = [[] for _ in range(len(q))]
         for name in dict.fromkeys(targets):
             self._index(name)
+            # k per target suffices even when merging: an item among the k best overall is among
+            # the k best of the target where it scores highest
             for qi, hits in enumerate(self._search_one(name, q, k, filters)):
                 results[qi] += hits
         out = []
         for hits in results:
-            hits.sort(key=lambda h: (-h.score, MODALITIES.index(h.modality.split("_")[0]), h.id))
+            hits.sort(key=lambda h: (-h.score, MODALITIES.index(h.modality.split("_")[0]), h.item_id))
+            if distinct_items:
+                seen: set[str] = set()
+                hits = [h for h in hits if not (h.item_id in seen or seen.add(h.item_id))]
             hits = hits[:k]
             for rank, h in enumerate(hits, start=1):
                 h.rank = rank
@@ -541,7 +547,7 @@ class IndexStore:
             seen.add(item)
             row = meta.iloc[int(lab)]
             hits.append(Hit(
-                id=item, modality=name, score=float(s), caption=str(captions[lab]), row=int(lab),
+                item_id=item, modality=name, score=float(s), caption=str(captions[lab]), row=int(lab),
                 start=float(row["start"]) if has_time else None,
                 end=float(row["end"]) if has_time and "end" in meta.columns else None,
                 metadata={c: _jsonable(row[c]) for c in meta.columns if c not in ("id", "caption")},
@@ -556,7 +562,7 @@ class IndexStore:
         meta = self._metadata[WINDOWS]
         for qi, hits in enumerate(results):
             for h in hits:
-                rows = rows_by_id.get(h.id)
+                rows = rows_by_id.get(h.item_id)
                 if rows is None or not len(rows):
                     continue
                 vecs = normalize(self._reconstruct(WINDOWS, rows))

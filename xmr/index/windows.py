@@ -2,11 +2,12 @@
 
 A track longer than the crop the audio tower sees is cut into fixed, deterministic windows with
 50% overlap (``xmr.media.features.fixed_windows``); the track vector is the mean of the window
-embeddings, as seed 003 §4.1.2 does at test time ("the averaged value of the embeddings of the
-cropped [spectrograms] ... iteratively cropped from the beginning ... with 50% overlapping"),
-re-normalised for the inner-product index (the direction, hence every cosine ranking, is that of
-the mean). The window vectors themselves go into a per-window index whose metadata holds each
-window's item id and start time, so a search can say *where* in a track the match is.
+embeddings, as Nakatsuka et al. (2023, Sec. 4.1.2) do at test time ("the averaged value of the
+embeddings of the cropped [spectrograms] ... iteratively cropped from the beginning ... with 50%
+overlapping"), re-normalised for the inner-product index (the direction, hence every cosine
+ranking, is that of the mean). The window vectors themselves go into a per-window index whose
+metadata holds each window's item id and start time, so a search can say *where* in a track the
+match is.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from xmr.index.ann import normalize
+
+# Consecutive windows share half their samples (Nakatsuka et al., 2023, Sec. 4.1.2).
+WINDOW_OVERLAP = 0.5
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class TrackEmbedding:
 
 
 def window_ranges(num_samples: int, *, sample_rate: int, window_seconds: float,
-                  overlap: float = 0.5) -> list[tuple[int, int]]:
+                  overlap: float = WINDOW_OVERLAP) -> list[tuple[int, int]]:
     """Sample ranges ``(start, end)`` of the fixed windows of a signal (one window if it is short).
 
     Example:
@@ -51,7 +55,7 @@ def window_ranges(num_samples: int, *, sample_rate: int, window_seconds: float,
 
 
 def pool_windows(window_vectors: np.ndarray) -> np.ndarray:
-    """The track vector: mean of the window vectors (seed 003 §4.1.2), L2-normalised."""
+    """The track vector: mean of the window vectors (Nakatsuka et al., 2023, Sec. 4.1.2), L2-normalised."""
     return normalize(np.asarray(window_vectors, dtype=np.float32).mean(axis=0))[0]
 
 
@@ -61,17 +65,17 @@ def embed_tracks(
     *,
     sample_rate: int,
     window_seconds: float,
-    overlap: float = 0.5,
+    overlap: float = WINDOW_OVERLAP,
 ) -> list[TrackEmbedding]:
     """Embed several tracks window by window with one call of ``encode`` over all their windows.
 
     Args:
         encode: maps a list of mono float32 waveforms to (N, D) unit vectors, e.g.
-            ``lambda w: model.encode("audio", w)``.
+            ``lambda w: model.encode("audio", w)`` (what :func:`xmr.index.embed_audio` does).
         waves: mono waveforms at ``sample_rate``.
         sample_rate: their sample rate.
         window_seconds: the window length (the crop the audio tower was trained on).
-        overlap: fraction shared by consecutive windows (0.5 as in seed 003).
+        overlap: fraction shared by consecutive windows (0.5 as in Nakatsuka et al., 2023).
 
     The same waveform always gives the same windows, hence the same vectors.
 
