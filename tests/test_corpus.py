@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 from pathlib import Path
@@ -268,3 +269,140 @@ def test_copied_corpus_still_resolves_relative_media(tiny_corpus, tmp_path):
     shutil.copytree(tiny_corpus.parent, dst)
     row = pd.read_parquet(dst / "manifest.parquet").iloc[0]
     assert media_path(row, "image", manifest_dir=dst, cache_dir=tmp_path / "cache") == dst / row["image"]
+
+
+# ----------------------------------------------------------------------------- bar alignment
+
+
+def _corpus_excerpt(row):
+    from xmr.data.corpus.excerpts import load_piece, make_excerpt
+
+    tune = int(row["tune"])
+    score = load_piece(str(row["source"]), tune if tune >= 0 else None)
+    return make_excerpt(score, int(row["measure_start"]), int(row["measure_end"]))
+
+
+def _only_noteheads_of_bar(svg: str, k: int) -> str:
+    """The SVG with everything hidden except the note heads of its bar ``k``."""
+    import xml.etree.ElementTree as ET
+
+    ns = "{http://www.w3.org/2000/svg}"
+    ET.register_namespace("", ns[1:-1])
+    ET.register_namespace("xlink", "http://www.w3.org/1999/xlink")
+    root = ET.fromstring(svg)
+    root.set("visibility", "hidden")
+    measures = [g for g in root.iter(f"{ns}g") if "measure" in (g.get("class") or "").split()]
+    for g in measures[k].iter(f"{ns}g"):
+        if "notehead" in (g.get("class") or "").split():
+            g.set("visibility", "visible")
+    return ET.tostring(root, encoding="unicode")
+
+
+def test_every_notehead_of_a_bar_lies_in_its_x_range(tiny_corpus):
+    """Rendered through resvg, the ink of bar k's note heads falls inside [bar_x0[k], bar_x1[k])."""
+    import io
+
+    import resvg_py
+
+    from xmr.data.corpus import render
+
+    df = pd.read_parquet(tiny_corpus)
+    heads_seen = 0
+    for _, row in df.iterrows():
+        n = int(row["n_measures"])
+        x0, x1 = np.asarray(row["bar_x0"]), np.asarray(row["bar_x1"])
+        y0, y1 = np.asarray(row["bar_y0"]), np.asarray(row["bar_y1"])
+        assert len(x0) == len(x1) == len(y0) == len(y1) == n >= 2
+        png = np.asarray(Image.open(tiny_corpus.parent / row["image"]))
+        assert x0[0] >= 0 and x1[-1] <= png.shape[1] and (x1 > x0).all()
+        assert (x0[1:] == x1[:-1]).all()  # neighbouring bars meet at their barline
+        assert len(set(y0)) == len(set(y1)) == 1  # one system: every bar on the same staves
+        svg = render.engrave(_corpus_excerpt(row))
+        img, place = render.rasterize_placed(svg)
+        assert (np.asarray(img) == png).all()  # the same engraving as the built PNG
+        assert len(render.svg_bars(svg)) == n
+        for k in range(n):
+            raw = resvg_py.svg_to_bytes(svg_string=_only_noteheads_of_bar(svg, k), background="#ffffff")
+            ink = np.asarray(Image.open(io.BytesIO(bytes(raw))).convert("L")) < 160
+            if not ink.any():
+                continue  # a bar of rests
+            cols, rows = np.flatnonzero(ink.any(axis=0)), np.flatnonzero(ink.any(axis=1))
+            left, right = place.x(cols[0]), place.x(cols[-1] + 1)
+            assert x0[k] <= math.floor(left) and math.ceil(right) <= x1[k], (row["id"], k, left, right)
+            assert y0[k] - 30 <= place.y(rows[0]) and place.y(rows[-1]) <= y1[k] + 30  # ledger lines
+            heads_seen += 1
+    assert heads_seen >= 3 * len(df)
+
+
+def _midi_note_on_seconds(path: Path) -> tuple[list[float], float]:
+    """Note-on times (s) of a single-tempo MIDI file, and its tempo in quarter notes per minute."""
+    from music21 import midi
+
+    mf = midi.MidiFile()
+    mf.open(str(path))
+    mf.read()
+    mf.close()
+    tpq = mf.ticksPerQuarterNote
+    times, tempos = [], []
+    for track in mf.tracks:
+        tick = 0
+        for event in track.events:
+            if isinstance(event, midi.DeltaTime):
+                tick += event.time
+            elif event.type == midi.MetaEvents.SET_TEMPO:
+                tempos.append(60e6 / midi.getNumber(event.data, 3)[0])
+            elif event.type == midi.ChannelVoiceMessages.NOTE_ON and event.velocity > 0:
+                times.append(tick / tpq)
+    assert len({round(t) for t in tempos}) == 1, tempos
+    return [t * 60.0 / tempos[0] for t in times], tempos[0]
+
+
+def test_bar_onsets_equal_the_midi_bar_times(tiny_corpus, tmp_path):
+    """Bar onsets + each note's offset in its bar give exactly the MIDI's note-on times."""
+    from music21 import stream
+
+    from xmr.data.corpus.excerpts import TAIL_SECONDS, set_performance
+    from xmr.data.corpus.render import write_midi
+
+    df = pd.read_parquet(tiny_corpus)
+    for _, row in df.iterrows():
+        onsets, ends = np.asarray(row["bar_onsets"]), np.asarray(row["bar_ends"])
+        assert len(onsets) == len(ends) == row["n_measures"]
+        assert onsets[0] == 0.0 and (ends[:-1] == onsets[1:]).all() and (ends > onsets).all()
+        assert abs(ends[-1] - (row["duration"] - TAIL_SECONDS)) < 2e-3  # the bars fill the audio
+        perf = set_performance(_corpus_excerpt(row), bpm=int(row["tempo_bpm"]), program=int(row["program"]))
+        mid = tmp_path / f"{row['id']}.mid"
+        write_midi(perf, mid)
+        got, bpm = _midi_note_on_seconds(mid)
+        assert round(bpm) == row["tempo_bpm"]
+        sec = 60.0 / row["tempo_bpm"]
+        expected = set()
+        for part in perf.parts:
+            for k, m in enumerate(part.getElementsByClass(stream.Measure)):
+                for n in m.recurse().notes:
+                    if n.tie is not None and n.tie.type in ("stop", "continue"):
+                        continue  # a tied continuation sounds no new note
+                    expected.add(round(onsets[k] + float(n.getOffsetInHierarchy(m)) * sec, 3))
+        assert {round(t, 3) for t in got} == expected, row["id"]
+        # and each bar that begins with a note has a MIDI note-on exactly at its onset
+        assert sum(round(o, 3) in expected for o in onsets) >= len(onsets) - 1
+
+
+def test_old_manifest_without_bar_columns_still_loads(tmp_path):
+    from xmr.data.manifest import bar_alignment, read_manifest
+
+    if DEMO.is_file():
+        old = read_manifest(DEMO)
+        assert "bar_onsets" not in old.columns and len(old) > 1000
+        assert bar_alignment(old.iloc[0]) is None
+    row = {"id": "a", "bar_onsets": "[0.0, 1.5]", "bar_ends": [1.5, 3.0], "bar_x0": np.array([5, 80]),
+           "bar_x1": [80, 150]}
+    bars = bar_alignment(row)
+    assert bars["bar_onsets"].tolist() == [0.0, 1.5] and bars["bar_x1"].dtype == np.int64
+    assert "bar_y0" not in bars
+    from xmr.errors import ManifestError
+
+    with pytest.raises(ManifestError):
+        bar_alignment({**row, "bar_x1": [80]})
+    with pytest.raises(ManifestError):
+        bar_alignment({**row, "bar_x1": [4, 150]})

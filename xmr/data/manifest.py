@@ -13,6 +13,11 @@ caption   the item's captions: a list of strings (one or several; may be empty)
 ...       any other column is metadata and is kept as it is (composer, genre, ...)
 ========  ===========================================================================
 
+Optional bar alignment (:data:`BAR_COLUMNS`, written by the demo corpus; manifests without them
+load as before): list columns with one value per bar, in order: ``bar_onsets``/``bar_ends``
+(seconds in the audio), ``bar_x0``/``bar_x1`` (pixel columns ``[x0, x1)`` in the image) and
+``bar_y0``/``bar_y1`` (pixel rows of the bar's system). :func:`bar_alignment` reads them from a row.
+
 Every row needs at least one of audio, image or caption. Relative media paths are resolved
 against the manifest's folder when it is read, and written relative to it again when they lie
 inside it, so a folder with its manifest can be moved as a whole. Files are CSV (captions as a JSON
@@ -47,6 +52,7 @@ CORE_COLUMNS = ("id", "split", "audio", "image", "caption")
 REQUIRED_COLUMNS = ("id", "split")
 MEDIA_COLUMNS = ("audio", "image")
 MODALITY_COLUMNS = ("audio", "image", "caption")
+BAR_COLUMNS = ("bar_onsets", "bar_ends", "bar_x0", "bar_x1", "bar_y0", "bar_y1")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 _JSON_LIST_START = re.compile(r'^\[\s*("|\])')
 
@@ -252,6 +258,49 @@ def validate_manifest(
 def iter_items(df: pd.DataFrame) -> Iterable[dict[str, Any]]:
     """Rows of a manifest as plain dicts (``caption`` a list, missing media ``None``)."""
     yield from df.to_dict(orient="records")
+
+
+def bar_alignment(row: Any) -> dict[str, np.ndarray] | None:
+    """The bar alignment of a manifest row as arrays (one entry per bar), or None without one.
+
+    ``bar_onsets``/``bar_ends`` as float64 seconds, ``bar_x0``/``bar_x1`` (and ``bar_y0``/``bar_y1``
+    when present) as int64 pixels. Cells may be Parquet arrays, lists, or JSON lists (CSV). A row
+    lacking any of onsets, ends, x0 or x1 has no alignment; inconsistent values raise ManifestError.
+
+    Example::
+
+        bars = bar_alignment(df.iloc[0])
+        bars["bar_onsets"][2], bars["bar_x0"][2]   # third bar: its start in s, its left pixel column
+    """
+    def cell(name: str):
+        try:
+            value = row[name]
+        except (KeyError, IndexError):
+            return None
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else None
+            except json.JSONDecodeError:
+                raise ManifestError(f"item {row['id']}: {name} is not a JSON list") from None
+        if value is None or (not isinstance(value, (list, tuple, np.ndarray)) and _is_missing(value)):
+            return None
+        return np.asarray(value)
+
+    out: dict[str, np.ndarray] = {}
+    for name in BAR_COLUMNS:
+        value = cell(name)
+        if value is None:
+            if name in BAR_COLUMNS[:4]:
+                return None
+            continue
+        out[name] = value.astype(np.float64 if name in ("bar_onsets", "bar_ends") else np.int64)
+    n = len(out["bar_onsets"])
+    if n == 0 or any(v.ndim != 1 or len(v) != n for v in out.values()):
+        raise ManifestError(f"item {row['id']}: bar columns must be lists of one equal, non-zero length")
+    if (np.any(out["bar_ends"] <= out["bar_onsets"]) or np.any(np.diff(out["bar_onsets"]) <= 0)
+            or np.any(out["bar_x1"] <= out["bar_x0"])):
+        raise ManifestError(f"item {row['id']}: bars must follow each other and have a length and width")
+    return out
 
 
 # --------------------------------------------------------------------------- cells

@@ -12,6 +12,9 @@ tempo_term, beat_bpm, instrument, program, voices, register, n_measures, duratio
 needs (``source`` inside the corpus, ``tune`` = ABC ``X:`` number or -1, ``measure_start``,
 ``measure_end`` (0-based bar indices,
 inclusive), ``tempo_bpm`` (quarter notes per minute), ``program``, ``soundfont``, ``soundfont_unseen``).
+Bar alignment, one entry per bar: ``bar_onsets``/``bar_ends`` (seconds in the audio),
+``bar_x0``/``bar_x1`` (pixel columns ``[x0, x1)`` in the image), ``bar_y0``/``bar_y1`` (pixel rows
+of the bar's system); see :func:`xmr.data.manifest.bar_alignment`.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from xmr.data.corpus import captions, render
 from xmr.data.corpus.catalog import COLLECTIONS, COLLECTIONS_BY_KEY, Piece, plan_pieces, slug
 from xmr.data.corpus.excerpts import (
     ExcerptError,
+    bar_times,
     choose_windows,
     describe,
     draw_instrument,
@@ -32,7 +33,7 @@ from xmr.data.corpus.excerpts import (
 from xmr.errors import InputError
 
 MANIFEST_NAME = "manifest.parquet"
-RECORD_VERSION = 3
+RECORD_VERSION = 4  # 4: bar alignment columns
 
 # Column order of the manifest (foundation schema first, then rendering inputs and metadata).
 COLUMNS = (
@@ -40,6 +41,7 @@ COLUMNS = (
     "collection", "collection_name", "composer", "title", "genre", "key", "mode", "meter", "meter_kind",
     "tempo_bpm", "tempo_term", "beat_bpm", "instrument", "program", "voices", "register", "measure_start",
     "measure_end", "n_measures", "duration", "source", "tune", "piece_id", "soundfont", "soundfont_unseen",
+    "bar_onsets", "bar_ends", "bar_x0", "bar_x1", "bar_y0", "bar_y1",
 )
 
 
@@ -118,22 +120,28 @@ def process_piece(piece: Piece, split: str, *, out: Path, max_excerpts: int, sou
             excerpt = make_excerpt(score, w.start, w.end)
             desc = describe(excerpt, bpm=w.bpm)
             instrument, program = draw_instrument(coll, ident)
+            onsets, ends = bar_times(excerpt, bpm=w.bpm)
             targets = [("audio", sf_main), ("image", None)]
             if split == "test":
                 targets.append(("audio_unseen", sf_unseen))
             performance = None
+            layout = None
             for modality, sf in targets:
                 path = out / _media_rel(modality, ident)
                 if path.is_file():
                     result["reused"] += 1
                     continue
                 if modality == "image":
-                    render.render_image(excerpt, path)
+                    layout = render.render_image(excerpt, path)
                 else:
                     if performance is None:
                         performance = set_performance(excerpt, bpm=w.bpm, program=program)
                     render.render_audio(performance, path, soundfont=sf, seconds=w.seconds)
                 result["rendered"] += 1
+            if layout is None:  # the image was there already: engrave again for its bar layout
+                layout = render.engrave_image(excerpt)[1]
+            if len(onsets) != len(layout["bar_x0"]):
+                raise render.RenderError("bars of the audio and the image differ")
         except Exception as exc:  # noqa: BLE001 - an item that fails is counted and skipped
             result["failures"].append(f"item: {_reason(exc)}")
             continue
@@ -152,6 +160,7 @@ def process_piece(piece: Piece, split: str, *, out: Path, max_excerpts: int, sou
             "tune": piece.number if piece.number is not None else -1,
             "piece_id": piece.piece_id, "soundfont": Path(soundfont).name,
             "soundfont_unseen": Path(unseen_soundfont).name if split == "test" else None,
+            "bar_onsets": onsets, "bar_ends": ends, **layout,
         }
         names = [row["composer"], row["title"], row["collection_name"], row["collection"]]
         row["caption_full"] = captions.full_caption(row)

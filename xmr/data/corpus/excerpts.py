@@ -181,6 +181,29 @@ def make_excerpt(score, start: int, end: int):
     return excerpt
 
 
+def bar_times(excerpt, *, bpm: int) -> tuple[list[float], list[float]]:
+    """(onsets, ends) in seconds of the excerpt's bars in its audio, at ``bpm`` quarter notes/min.
+
+    The bars of the first part at their offsets in the stream, which are the offsets its MIDI
+    export (:func:`set_performance`) uses; a bar ends where the next begins, the last one after
+    its own length. Rounded to microseconds.
+    """
+    from music21 import stream
+
+    part = excerpt.parts[0]
+    measures = list(part.getElementsByClass(stream.Measure))
+    if not measures:
+        raise ExcerptError("no bars in excerpt")
+    sec = 60.0 / bpm
+    offsets = [float(m.getOffsetBySite(part)) for m in measures]
+    onsets = [round(o * sec, 6) for o in offsets]
+    last_end = offsets[-1] + float(measures[-1].duration.quarterLength)
+    ends = [*onsets[1:], round(last_end * sec, 6)]
+    if any(b <= a for a, b in zip(onsets, ends, strict=True)):
+        raise ExcerptError("bars of zero length")
+    return onsets, ends
+
+
 def set_performance(excerpt, *, bpm: int, program: int):
     """Copy of ``excerpt`` with one tempo mark and every part on GM ``program`` (for MIDI only)."""
     from music21 import bar, instrument, repeat, spanner, stream, tempo

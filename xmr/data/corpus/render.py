@@ -10,10 +10,13 @@ half a file that a resumed build would take as finished.
 from __future__ import annotations
 
 import functools
+import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +155,35 @@ def engrave(excerpt) -> str:
 
 def rasterize(svg: str):
     """Grayscale PIL image of an SVG: cropped to the ink, fit into IMAGE_HEIGHT, padded white."""
+    return rasterize_placed(svg)[0]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the rasterised SVG landed in the PNG: ``png = (svg_px - left) * scale + (0, offset_y)``.
+
+    ``left``/``top``: the crop's corner in SVG pixels (the SVG's width/height units); ``scale_x``/
+    ``scale_y``: the resize of the crop (1.0 when it fitted); ``offset_y``: rows of white above the
+    pasted crop; ``width``/``height``: size of the PNG.
+    """
+
+    left: int
+    top: int
+    scale_x: float
+    scale_y: float
+    offset_y: int
+    width: int
+    height: int
+
+    def x(self, svg_px: float) -> float:
+        return (svg_px - self.left) * self.scale_x
+
+    def y(self, svg_px: float) -> float:
+        return (svg_px - self.top) * self.scale_y + self.offset_y
+
+
+def rasterize_placed(svg: str):
+    """:func:`rasterize` plus the :class:`Placement` that maps SVG pixels to the PNG's pixels."""
     import io
 
     import resvg_py
@@ -163,22 +195,132 @@ def rasterize(svg: str):
     if box is None:
         raise RenderError("blank image")
     margin = 8
-    img = img.crop((max(box[0] - margin, 0), max(box[1] - margin, 0),
-                    min(box[2] + margin, img.width), min(box[3] + margin, img.height)))
+    left, top = max(box[0] - margin, 0), max(box[1] - margin, 0)
+    img = img.crop((left, top, min(box[2] + margin, img.width), min(box[3] + margin, img.height)))
+    crop_w, crop_h = img.size
     scale = min(1.0, IMAGE_HEIGHT / img.height, IMAGE_MAX_WIDTH / img.width)
     if scale < 1.0:
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
                          Image.Resampling.LANCZOS)
     canvas = Image.new("L", (img.width, IMAGE_HEIGHT), 255)
-    canvas.paste(img, (0, (IMAGE_HEIGHT - img.height) // 2))
-    return canvas
+    offset_y = (IMAGE_HEIGHT - img.height) // 2
+    canvas.paste(img, (0, offset_y))
+    return canvas, Placement(left=left, top=top, scale_x=img.width / crop_w, scale_y=img.height / crop_h,
+                             offset_y=offset_y, width=canvas.width, height=canvas.height)
 
 
-def render_image(excerpt, path: Path) -> None:
-    """Engrave an excerpt and save it as a grayscale PNG of height IMAGE_HEIGHT."""
+_SVG = "{http://www.w3.org/2000/svg}"
+_TRANSLATE = re.compile(r"^\s*translate\(\s*([-+0-9.eE]+)[\s,]+([-+0-9.eE]+)\s*\)\s*$")
+_PATH_POINTS = re.compile(r"[ML]\s*([-+0-9.eE]+)[\s,]+([-+0-9.eE]+)")
+
+
+def _px(value: str | None) -> float:
+    if not value:
+        raise RenderError("svg without width/height")
+    return float(value.strip().removesuffix("px"))
+
+
+def svg_bars(svg: str) -> list[dict]:
+    """Boxes of the bars (Verovio's ``g.measure`` groups, in document order) in SVG pixels.
+
+    A bar spans its staff lines: from its left barline (for the first bar of a system, the start of
+    the system, clef and signatures included) to its right barline, and from the top line of its
+    top staff to the bottom line of its bottom staff. Each box is ``{"system", "x0", "x1", "y0",
+    "y1"}``; ``system`` counts the systems (line breaks) from 0.
+    """
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(svg)
+    width, height = _px(root.get("width")), _px(root.get("height"))
+    inner = root.find(f"{_SVG}svg")
+    if inner is None or not inner.get("viewBox"):
+        raise RenderError("svg without Verovio's definition-scale viewBox")
+    vx, vy, vw, vh = (float(v) for v in inner.get("viewBox").replace(",", " ").split())
+    # The inner svg fills the outer viewport (preserveAspectRatio xMidYMid meet).
+    s = min(width / vw, height / vh)
+    base = ((width - vw * s) / 2 - vx * s, (height - vh * s) / 2 - vy * s)
+    bars: list[dict] = []
+    systems = 0
+
+    def walk(node, dx: float, dy: float, system: int) -> None:
+        nonlocal systems
+        for child in node:
+            tag, cls = child.tag, (child.get("class") or "").split()
+            if tag != f"{_SVG}g":
+                continue
+            tx = ty = 0.0
+            if child.get("transform"):
+                m = _TRANSLATE.match(child.get("transform"))
+                if m is None:
+                    if "measure" in cls or "system" in cls or "page-margin" in cls:
+                        raise RenderError(f"unexpected svg transform {child.get('transform')!r}")
+                    continue  # a glyph group: no bar lies inside it
+                tx, ty = float(m.group(1)), float(m.group(2))
+            if "system" in cls:
+                walk(child, dx + tx, dy + ty, systems)
+                systems += 1
+            elif "measure" in cls:
+                xs, ys = [], []
+                for staff in child.iter(f"{_SVG}g"):
+                    if "staff" not in (staff.get("class") or "").split():
+                        continue
+                    for path in staff.findall(f"{_SVG}path"):  # the five staff lines
+                        for px, py in _PATH_POINTS.findall(path.get("d") or ""):
+                            xs.append(float(px))
+                            ys.append(float(py))
+                if not xs:
+                    raise RenderError("a bar without staff lines in the svg")
+                ox, oy = dx + tx, dy + ty
+                bars.append({"system": system, "x0": base[0] + (min(xs) + ox) * s,
+                             "x1": base[0] + (max(xs) + ox) * s, "y0": base[1] + (min(ys) + oy) * s,
+                             "y1": base[1] + (max(ys) + oy) * s})
+            else:
+                walk(child, dx + tx, dy + ty, system)
+
+    walk(inner, 0.0, 0.0, 0)
+    return bars
+
+
+def bar_layout(svg: str, placement: Placement) -> dict[str, list[int]]:
+    """Pixel ranges of the bars in the PNG: ``bar_x0, bar_x1`` (columns ``[x0, x1)``) and
+    ``bar_y0, bar_y1`` (rows ``[y0, y1)``: the staff lines of the bar's system).
+
+    Neighbouring bars of a system share their barline, so their ranges meet without a gap.
+    """
+    out: dict[str, list[int]] = {"bar_x0": [], "bar_x1": [], "bar_y0": [], "bar_y1": []}
+    for bar in svg_bars(svg):
+        x0 = min(max(round(placement.x(bar["x0"])), 0), placement.width - 1)
+        x1 = min(max(round(placement.x(bar["x1"])), x0 + 1), placement.width)
+        y0 = min(max(math.floor(placement.y(bar["y0"])), 0), placement.height - 1)
+        y1 = min(max(math.ceil(placement.y(bar["y1"])) + 1, y0 + 1), placement.height)
+        for key, value in (("bar_x0", x0), ("bar_x1", x1), ("bar_y0", y0), ("bar_y1", y1)):
+            out[key].append(int(value))
+    return out
+
+
+def engrave_image(excerpt):
+    """(PNG image, bar layout) of an excerpt: see :func:`rasterize` and :func:`bar_layout`.
+
+    Raises RenderError when Verovio's bars are not the excerpt's bars.
+    """
+    from music21 import stream
+
+    svg = engrave(excerpt)
+    img, placement = rasterize_placed(svg)
+    layout = bar_layout(svg, placement)
+    n_bars = len(excerpt.parts[0].getElementsByClass(stream.Measure))
+    if len(layout["bar_x0"]) != n_bars:
+        raise RenderError(f"verovio engraved {len(layout['bar_x0'])} bars, the excerpt has {n_bars}")
+    return img, layout
+
+
+def render_image(excerpt, path: Path) -> dict[str, list[int]]:
+    """Engrave an excerpt, save it as a grayscale PNG of height IMAGE_HEIGHT; returns its bar
+    layout (:func:`bar_layout`)."""
     import io
 
-    img = rasterize(engrave(excerpt))
+    img, layout = engrave_image(excerpt)
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=False)
     _atomic_write(path, buf.getvalue())
+    return layout
