@@ -56,8 +56,12 @@ def preprocessing_of(cfg: ModelConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"sample_rate": cfg.sample_rate, "audio_window_seconds": cfg.audio_window_seconds}
     if cfg.audio is not None:
         out["spectrogram"] = cfg.spectrogram.to_dict()
+        if cfg.audio.preprocessing is not None:  # a hub tower's feature extractor
+            out["audio_processor"] = cfg.audio.preprocessing
     if cfg.image is not None:
         out["image"] = cfg.image_preprocessing.to_dict()
+        if cfg.image.preprocessing is not None:  # a hub tower's image processor (mean, std)
+            out["image_processor"] = cfg.image.preprocessing
     if cfg.text is not None:
         out["tokenizer"] = {"source": cfg.text.backbone, "max_length": cfg.text_max_length}
     return out
@@ -198,7 +202,10 @@ def load_model(path: str | Path, device: str = "cpu", *, verify: bool = True) ->
     folder = _folder(path)
     config = read_checkpoint_config(folder)
     cfg = ModelConfig.from_dict(config["model"])
-    model = XmrModel(cfg)
+    from xmr.models.hub import skeleton_config
+
+    model = XmrModel(skeleton_config(cfg))  # stored weights: towers need not be fetched from their source
+    model.config = cfg
     state = load_file(str(folder / WEIGHTS), device="cpu")
     missing, unexpected = model.load_state_dict(state, strict=False)
     prefixes = model.external_prefixes()

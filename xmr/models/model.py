@@ -212,6 +212,8 @@ class XmrModel(nn.Module):
         """What the tower sees: audio waveforms become spectrograms here (on the model's device)."""
         if modality == "audio":
             wave = batch if batch.dim() == 2 else batch.reshape(batch.shape[0], -1)  # (B, T)
+            if getattr(self.towers["audio"], "takes_waveform", False):  # hub towers make their own features
+                return wave.float()
             with torch.autocast(device_type=wave.device.type, enabled=False):
                 return _media.compute_features(wave.float(), self.config.spectrogram)  # (B, C, F, frames)
         return batch

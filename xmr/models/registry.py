@@ -64,7 +64,9 @@ def create_model(name_or_cfg: str | ModelConfig | dict, **overrides: Any):
         raise InputError(
             f"create_model takes a name, a ModelConfig or a dict, not {type(name_or_cfg).__name__}"
         )
-    return XmrModel(cfg)
+    from xmr.models.hub import resolve_hub_towers
+
+    return XmrModel(resolve_hub_towers(cfg))  # hub towers: preprocessing read from their source
 
 
 # ---- registered models ---------------------------------------------------------------------------
@@ -126,7 +128,7 @@ def demo_resnet18() -> ModelConfig:
 
 @register_model
 def panns_cnn10_minilm() -> ModelConfig:
-    """3CMLF-style audio-text model (seed 004 §II-C/D): PANNs CNN10 on 64-bin log-mel (window 1024,
+    """3CMLF-style audio-text model (Chao et al. 2022, Sec. II-C/D): PANNs CNN10 on 64-bin log-mel (window 1024,
     hop 320) with an MLP head, MiniLM text with an MLP head (trainable), image MobileNetV3-L."""
     cfg = _demo("mobilenetv3_large_100")
     cfg.audio = TowerConfig(kind="panns", backbone="cnn10", head="mlp")
@@ -136,7 +138,7 @@ def panns_cnn10_minilm() -> ModelConfig:
 
 @register_model
 def scfem_stft() -> ModelConfig:
-    """Seed 003's inputs: complex STFT (real/imag channels, 1025 bins, hop 512; ~3 s crops at
+    """The inputs of Nakatsuka et al. 2023 (Sec. 4.1.2): complex STFT (real/imag channels, 1025 bins, hop 512; ~3 s crops at
     44.1 kHz) and 256x256 RGB images into EfficientNet-B0 towers, D = 256."""
     return ModelConfig(
         embed_dim=256,
@@ -174,3 +176,67 @@ def demo_clip_text() -> ModelConfig:
 def demo_clap_text() -> ModelConfig:
     """Online: the text tower of LAION CLAP from the hub (pooled output)."""
     return _online_text("laion/clap-htsat-unfused", "clap_text", "pooler")
+
+
+# ---- pretrained hub towers (online users: weights download on first use) ------------------------
+
+CLAP_SOURCE = "laion/clap-htsat-unfused"
+CLAP_MUSIC_SOURCE = "laion/larger_clap_music"
+CLIP_SOURCE = "openai/clip-vit-base-patch32"
+SIGLIP_SOURCE = "google/siglip-base-patch16-224"
+
+
+def _hub(kind: str, arch: str, source: str, *, head: str, frozen: bool = True) -> TowerConfig:
+    return TowerConfig(kind=kind, backbone=source, arch=arch, pretrained=True, head=head, frozen=frozen)
+
+
+def _hub_model(embed_dim: int, **towers: TowerConfig) -> ModelConfig:
+    # Sample rate, audio window and image size are taken from the towers' processors on creation.
+    return ModelConfig(embed_dim=embed_dim, image_preprocessing=ImageConfig(size=(224, 224), mode="RGB",
+                                                                            resize="crop"), **towers)
+
+
+@register_model
+def clap_zeroshot() -> ModelConfig:
+    """Zero-shot audio <-> text: LAION CLAP's audio and text towers in their own 512-d space (no training)."""
+    return _hub_model(512, audio=_hub("hf_audio", "clap", CLAP_SOURCE, head="identity"),
+                      text=_hub("hf_text", "clap_text_proj", CLAP_SOURCE, head="identity"))
+
+
+@register_model
+def clip_zeroshot() -> ModelConfig:
+    """Zero-shot image <-> text: CLIP ViT-B/32's vision and text towers in their own 512-d space."""
+    return _hub_model(512, image=_hub("hf_image", "clip", CLIP_SOURCE, head="identity"),
+                      text=_hub("hf_text", "clip_text_proj", CLIP_SOURCE, head="identity"))
+
+
+@register_model
+def siglip_zeroshot() -> ModelConfig:
+    """Zero-shot image <-> text: SigLIP base/16's vision and text towers in their own 768-d space."""
+    return _hub_model(768, image=_hub("hf_image", "siglip", SIGLIP_SOURCE, head="identity"),
+                      text=_hub("hf_text", "siglip_text", SIGLIP_SOURCE, head="identity"))
+
+
+@register_model
+def clap_clip() -> ModelConfig:
+    """Music <-> cover art <-> description: LAION CLAP music audio + text (frozen, their shared 512-d
+    space kept: audio <-> text works untrained) and a frozen CLIP ViT-B/32 vision tower whose linear
+    head is trained into that space (as ImageBind binds a modality to a frozen space)."""
+    return _hub_model(512, audio=_hub("hf_audio", "clap", CLAP_MUSIC_SOURCE, head="identity"),
+                      image=_hub("hf_image", "clip", CLIP_SOURCE, head="linear"),
+                      text=_hub("hf_text", "clap_text_proj", CLAP_MUSIC_SOURCE, head="identity"))
+
+
+@register_model
+def clap_text() -> ModelConfig:
+    """Audio <-> text (3CMLF's task) on LAION CLAP towers, frozen, with trained MLP heads into a 512-d
+    space (LiT-style; ``model.audio.frozen=false`` and ``optim.backbone_lr_scale`` to fine-tune)."""
+    return _hub_model(512, audio=_hub("hf_audio", "clap", CLAP_SOURCE, head="mlp"),
+                      text=_hub("hf_text", "clap_text_proj", CLAP_SOURCE, head="mlp"))
+
+
+@register_model
+def ast_minilm() -> ModelConfig:
+    """Audio <-> text with an AudioSet AST (frozen, trained linear head) and the packaged MiniLM."""
+    return _hub_model(256, audio=_hub("hf_audio", "ast", "MIT/ast-finetuned-audioset-10-10-0.4593",
+                                      head="linear"), text=_minilm())

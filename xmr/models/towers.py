@@ -144,6 +144,9 @@ class HFTextTower(nn.Module):
 
     ``arch="auto"`` uses ``AutoModel`` (BERT, MiniLM, RoBERTa, ...), ``"clip_text"`` the text half
     of CLIP, ``"clap_text"`` the text half of CLAP; input is the tokenizer's dict of tensors.
+    ``"clip_text_proj"`` / ``"clap_text_proj"`` return the projected ``text_embeds`` and
+    ``"siglip_text"`` SigLIP's pooled output: the text side of a pretrained shared space (with an
+    ``identity`` head, zero-shot with the matching image/audio tower of :mod:`xmr.models.hub`).
     Sentence-transformers models such as all-MiniLM-L6-v2 are trained for mean pooling.
     """
 
@@ -156,6 +159,9 @@ class HFTextTower(nn.Module):
             "auto": transformers.AutoModel,
             "clip_text": transformers.CLIPTextModel,
             "clap_text": transformers.ClapTextModel,
+            "clip_text_proj": transformers.CLIPTextModelWithProjection,
+            "clap_text_proj": transformers.ClapTextModelWithProjection,
+            "siglip_text": transformers.SiglipTextModel,
         }
         if cfg.arch not in classes:
             raise InputError(f"unknown text arch {cfg.arch!r}; known: {', '.join(classes)}")
@@ -176,10 +182,14 @@ class HFTextTower(nn.Module):
             if bars:
                 hf_logging.enable_progress_bar()
         self.pooling = cfg.pooling
-        self.out_dim = int(self.backbone.config.hidden_size)
+        self.projected = cfg.arch.endswith("_proj")
+        conf = self.backbone.config
+        self.out_dim = int(conf.projection_dim if self.projected else conf.hidden_size)
 
     def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:  # -> (B, hidden)
         out = self.backbone(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+        if self.projected:
+            return out.text_embeds  # (B, projection_dim): the shared space of CLIP / CLAP
         if self.pooling == "pooler":
             return out.pooler_output
         hidden = out.last_hidden_state  # (B, L, hidden)
