@@ -14,7 +14,7 @@ measures:
 - the follow-up steps of the page: drawing the result cards (score images, rendered on demand and
   cached: the first call is cold) and loading their audio.
 
-Goals (DESIGN §7, on a 2-vCPU Space): ready ≤ 30 s, RSS ≤ 2 GB, text ≤ 0.3 s, 30 s audio ≤ 1 s.
+Goals (on a 2-vCPU Space): ready ≤ 30 s, RSS ≤ 2 GB, text ≤ 0.3 s, 30 s audio ≤ 1 s.
 
 Usage::
 
@@ -79,7 +79,7 @@ def _long_clip(manifest: Path, seconds: float, out: Path, sample_rate: int = 160
     import soundfile as sf
 
     from xmr import paths
-    from xmr.app.service import _media_path
+    from xmr.data.files import media_file
     from xmr.data.manifest import read_manifest
     from xmr.media.audio import load_audio
 
@@ -90,7 +90,7 @@ def _long_clip(manifest: Path, seconds: float, out: Path, sample_rate: int = 160
     for row in df.sort_values("id").to_dict("records"):
         if total >= seconds * sample_rate:
             break
-        path = _media_path(row, "audio", manifest_dir=manifest.parent, cache_dir=paths.cache_dir())
+        path = media_file(row, "audio", manifest_dir=manifest.parent, cache_dir=paths.cache_dir())
         wave = load_audio(str(path), sample_rate=sample_rate)
         pieces.append(wave)
         total += len(wave)

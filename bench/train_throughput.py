@@ -1,5 +1,5 @@
-"""Training throughput (samples/s) with plain InfoNCE and with SCFEM, in one run (seed 003's claim
-that the memory adds little per step).
+"""Training throughput (samples/s) with plain InfoNCE and with SCFEM, in one run (the claim of
+Nakatsuka et al. 2023 that the memory adds little per step).
 
     python bench/train_throughput.py --config configs/demo.yaml --manifest data/corpus/manifest.parquet
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Ablation at equal budget (same model, data, steps and batches): InfoNCE vs +XBM vs +SCFEM (E = 2)
 # vs the 3CMLF curriculum, on the demo corpus. 3CMLF's ancillary model is the InfoNCE run's
-# checkpoint (seed 004 takes its batch sets from an earlier, pretrained network).
+# checkpoint (Chao et al. 2022 take their batch sets from an earlier, pretrained network).
 #
 #   scripts/ablation.sh MANIFEST OUT_DIR [STEPS] [extra --set overrides...]
 #

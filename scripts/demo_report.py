@@ -6,7 +6,7 @@
 Every direction between audio, image and text is scored, text with both caption styles (full and
 content-only), and audio also as rendered with the soundfont training never saw (the manifest's
 ``audio_unseen`` column), with the candidate-set size and the random-ranking (chance) value.
-Audio embeddings are the mean over the model's window with 50% overlap (seed 003's test protocol).
+Audio embeddings are the mean over the model's window with 50% overlap (Nakatsuka et al. 2023, Sec. 4.1.2).
 """
 
 from __future__ import annotations

@@ -90,7 +90,8 @@ def test_infonce_single_pair_is_cross_entropy_both_ways():
     loss, _ = build_loss({"pairs": ["audio-image"]})({"audio": a, "image": b}, None, torch.arange(5))
     logits = a @ b.T / 0.07
     ce = torch.nn.functional.cross_entropy
-    want = ce(logits, torch.arange(5)) + ce(logits.T, torch.arange(5))  # seed 004 eq. (4), seed 003 eq. (3)
+    # Chao et al. 2022, eq. (4); Nakatsuka et al. 2023, eq. (3)
+    want = ce(logits, torch.arange(5)) + ce(logits.T, torch.arange(5))
     assert loss.item() == pytest.approx(want.item(), rel=1e-6)
 
 

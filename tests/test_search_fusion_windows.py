@@ -63,7 +63,7 @@ def test_windows_are_fixed_overlapping_and_deterministic():
     np.testing.assert_array_equal(a.vector, b.vector)
     np.testing.assert_array_equal(a.starts, np.arange(0.0, 9.0))
     np.testing.assert_array_equal(a.ends, np.arange(2.0, 11.0))
-    # the track vector is the (normalised) mean of the window vectors (seed 003 §4.1.2)
+    # the track vector is the (normalised) mean of the window vectors (Nakatsuka et al. 2023, Sec. 4.1.2)
     mean = a.windows.mean(axis=0)
     np.testing.assert_allclose(a.vector, mean / np.linalg.norm(mean), rtol=1e-6)
     np.testing.assert_allclose(pool_windows(a.windows), a.vector, rtol=1e-6)
@@ -86,10 +86,10 @@ def test_search_reports_where_in_the_track_the_match_is():
         fingerprint="fp")
     loud = np.array([[1.0, 0.0, 0.1]], dtype=np.float32)
     hits = store.search(loud, targets=("audio",), k=3)[0]
-    where = {h.id: (h.start, h.end) for h in hits}
+    where = {h.item_id: (h.start, h.end) for h in hits}
     assert where["t0"] == (6.0, 8.0) and where["t1"] == (2.0, 4.0)
     assert all(h.modality == "audio" for h in hits)
     # ranking tracks by their best window: the loud tracks first, each at its loud part
     best = store.search(loud, targets=("audio_windows",), k=3)[0]
-    assert {best[0].id, best[1].id} == {"t0", "t1"} and best[2].id == "t2"
-    assert {(h.id, h.start) for h in best[:2]} == {("t0", 6.0), ("t1", 2.0)}
+    assert {best[0].item_id, best[1].item_id} == {"t0", "t1"} and best[2].item_id == "t2"
+    assert {(h.item_id, h.start) for h in best[:2]} == {("t0", 6.0), ("t1", 2.0)}

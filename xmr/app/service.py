@@ -465,7 +465,8 @@ class RetrievalService:
                       ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, float | None]:
         """Track vector of a clip, exactly as the index embeds its tracks (``xmr.index.embed_tracks``):
         a clip longer than the model's window is cut into fixed 50%-overlap windows whose embeddings
-        are averaged (seed 003 §4.1.2); the window vectors are kept to say where a result matches."""
+        are averaged (Nakatsuka et al. 2023, Sec. 4.1.2); the window vectors are kept to say where a
+        result matches."""
         from xmr.index import embed_tracks
         from xmr.media.audio import load_audio
 

@@ -5,7 +5,7 @@ Two checkpoints scored on the same queries give two arrays of per-query values (
 difference of their means is larger than chance (Smucker, Allan and Carterette 2007 recommend the
 randomization test for IR). :func:`rank_correlation` compares two orderings of several systems
 (e.g. checkpoints ranked by an automatic metric and by nDCG on human labels) with Kendall's tau-b
-and Spearman's rho (seed 001, §V).
+and Spearman's rho (Khan et al., Sec. V).
 """
 
 from __future__ import annotations

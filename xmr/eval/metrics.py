@@ -20,7 +20,7 @@ Definitions (``R`` = number of relevant items of a query, ``r_1 < r_2 < ... < r_
 - ``recall@K`` (IR recall; ``recall_K``): ``#{r_i <= K} / R``.
 - ``P@K`` (``P_K``): ``#{r_i <= K} / K``. ``F1@K``: per-query ``2 P R / (P + R)``, averaged.
 - ``MRR`` (``recip_rank``): mean of ``1 / r_1``. ``MedR`` and ``MeanR``: median and mean of ``r_1``.
-- ``mAP`` (``map``): mean of ``AP = (1/R) sum_i i / r_i`` (seed 002, §5).
+- ``mAP`` (``map``): mean of ``AP = (1/R) sum_i i / r_i`` (Wang et al. 2023, Sec. 5, eqs. (6)–(7)).
 - ``mAP@10`` (``map_cut_10``): ``(1/R) sum_{i: r_i <= 10} i / r_i`` -- the top-10 truncated AP
   normalised by *all* relevant items, as the audio-text retrieval literature reports it (Mei et
   al. 2022; DCASE 2022 task 6b, where ``R = 1`` makes it ``1/r_1`` if ``r_1 <= 10``).
@@ -472,7 +472,7 @@ def summarize(pq: PerQuery, *, chance: bool = True) -> dict[str, Any]:
 
 
 def retrieval_metrics(scores, relevant, ks=(1, 5, 10), *, chunk_size: int | None = None) -> dict[str, Any]:
-    """Retrieval metrics of a score matrix against a relevance matrix (DESIGN §4).
+    """Retrieval metrics of a score matrix against a relevance matrix (definitions in the module docstring).
 
     Args:
         scores: (Q, N) float array, higher = more similar (or :class:`ScoreRows`).

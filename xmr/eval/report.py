@@ -1,6 +1,7 @@
 """Reports of an evaluation: ``metrics.json`` (every number), ``metrics.md`` (tables with the
-candidate-set size and the random-chance line) and PNG plots (rank CDF per direction as in seed 003
-Fig. 5, and the interpolated precision-recall curve), drawn with matplotlib's Agg backend.
+candidate-set size and the random-chance line) and PNG plots (rank CDF per direction as in
+Nakatsuka et al. 2023, Fig. 5, and the interpolated precision-recall curve), drawn with matplotlib's
+Agg backend.
 """
 
 from __future__ import annotations
@@ -143,8 +144,8 @@ def _cdf(pq, x: np.ndarray) -> np.ndarray:
 
 def plot_rank_cdf(ev: Evaluation, path, *, protocol: str = "item", other: Evaluation | None = None,
                   other_label: str = "other") -> Path:
-    """Rank CDF per direction (seed 003 Fig. 5), one panel per pair of views: the share of queries
-    whose first relevant item is at rank <= x; dashed: a random ranking; dotted: ``other``."""
+    """Rank CDF per direction (Nakatsuka et al. 2023, Fig. 5), one panel per pair of views: the share
+    of queries whose first relevant item is at rank <= x; dashed: a random ranking; dotted: ``other``."""
     dirs = ev.per_query.get(protocol, {})
     panels = _pair_panels(dirs)
     plt, fig, axes = _panel_figure(len(panels))

@@ -1,15 +1,16 @@
 """Audio features through torchaudio, with every parameter in one config object.
 
-Two kinds, as the two seed papers use them:
+Two kinds, as Chao et al. 2022 and Nakatsuka et al. 2023 use them (see REFERENCES.md):
 
-- ``"logmel"`` — log-mel power spectrogram (3CMLF, seed 004: 64 mel bins, window 1024, hop 320 at
-  16 kHz), ``10·log10(max(S, amin))`` (torchaudio ``AmplitudeToDB``), shape ``(B, 1, n_mels, frames)``;
-- ``"stft"`` — the complex STFT (seed 003: 1025 bins with n_fft 2048, hop 512) as two real channels
-  ``(B, 2, n_fft // 2 + 1, frames)``: real and imaginary parts.
+- ``"logmel"`` — log-mel power spectrogram (Chao et al. 2022, Sec. II-C: 64 mel bins, window 1024,
+  hop 320 at 16 kHz), ``10·log10(max(S, amin))`` (torchaudio ``AmplitudeToDB``), shape
+  ``(B, 1, n_mels, frames)``;
+- ``"stft"`` — the complex STFT (Nakatsuka et al. 2023, Sec. 4.1.2: 1025 bins with n_fft 2048,
+  hop 512) as two real channels ``(B, 2, n_fft // 2 + 1, frames)``: real and imaginary parts.
 
 Both are computed per item (no statistic is shared across a batch), so a wave gives the same
 features alone or inside any batch. :func:`fixed_windows` cuts long audio into deterministic,
-overlapping windows (seed 003 averages embeddings over 50%-overlapping crops).
+overlapping windows (Nakatsuka et al. 2023 average embeddings over 50%-overlapping crops).
 
 Example::
 

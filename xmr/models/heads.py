@@ -8,8 +8,9 @@ from xmr.errors import InputError
 
 
 def build_head(kind: str, in_dim: int, out_dim: int, *, hidden: int = 0, dropout: float = 0.0) -> nn.Module:
-    """``"linear"``: one linear map; ``"mlp"``: linear-ReLU-linear (3CMLF §II-C/D's MLP block);
-    ``"identity"``: nothing (a pretrained tower's own projection is the shared space).
+    """``"linear"``: one linear map; ``"mlp"``: linear-ReLU-linear (the MLP block of Chao et al.
+    2022, Sec. II-C/D); ``"identity"``: nothing (a pretrained tower's own projection is the shared
+    space).
 
     Example:
         >>> build_head("mlp", 384, 256)(torch.zeros(2, 384)).shape  # doctest: +SKIP

@@ -102,7 +102,8 @@ class XmrModel(nn.Module):
     # ----- freezing ---------------------------------------------------------------------------------
     def set_frozen(self, modality: str, frozen: bool) -> None:
         """Freeze (or release) a tower's backbone and head; a frozen tower also stays in eval mode
-        (no dropout or BatchNorm updates), so that it is a fixed target as 3CMLF's teacher (§II-E)."""
+        (no dropout or BatchNorm updates), so that it is a fixed target as 3CMLF's teacher
+        (Chao et al. 2022, Sec. II-E)."""
         self._check(modality)
         for module in (self.towers[modality], self.heads[modality]):
             for p in module.parameters():

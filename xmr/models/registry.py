@@ -128,8 +128,9 @@ def demo_resnet18() -> ModelConfig:
 
 @register_model
 def panns_cnn10_minilm() -> ModelConfig:
-    """3CMLF-style audio-text model (Chao et al. 2022, Sec. II-C/D): PANNs CNN10 on 64-bin log-mel (window 1024,
-    hop 320) with an MLP head, MiniLM text with an MLP head (trainable), image MobileNetV3-L."""
+    """3CMLF-style audio-text model (Chao et al. 2022, Sec. II-C/D): PANNs CNN10 on 64-bin log-mel
+    (window 1024, hop 320) with an MLP head, MiniLM text with an MLP head (trainable), image
+    MobileNetV3-L."""
     cfg = _demo("mobilenetv3_large_100")
     cfg.audio = TowerConfig(kind="panns", backbone="cnn10", head="mlp")
     cfg.text = _minilm(frozen=False)
@@ -138,8 +139,8 @@ def panns_cnn10_minilm() -> ModelConfig:
 
 @register_model
 def scfem_stft() -> ModelConfig:
-    """The inputs of Nakatsuka et al. 2023 (Sec. 4.1.2): complex STFT (real/imag channels, 1025 bins, hop 512; ~3 s crops at
-    44.1 kHz) and 256x256 RGB images into EfficientNet-B0 towers, D = 256."""
+    """The inputs of Nakatsuka et al. 2023 (Sec. 4.1.2): complex STFT (real/imag channels, 1025 bins,
+    hop 512; ~3 s crops at 44.1 kHz) and 256x256 RGB images into EfficientNet-B0 towers, D = 256."""
     return ModelConfig(
         embed_dim=256,
         audio=TowerConfig(kind="timm", backbone="efficientnet_b0"),
@@ -162,7 +163,7 @@ def _online_text(backbone: str, arch: str, pooling: str) -> ModelConfig:
 
 @register_model
 def demo_bert() -> ModelConfig:
-    """Online: BERT-base ([CLS] pooling as 3CMLF §II-D) from the hub, trainable, stored."""
+    """Online: BERT-base ([CLS] pooling as Chao et al. 2022, Sec. II-D) from the hub, trainable, stored."""
     return _online_text("bert-base-uncased", "auto", "cls")
 
 

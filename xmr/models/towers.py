@@ -89,7 +89,7 @@ class PannsCNN(nn.Module):
     """A PANNs-style CNN (CNN6/10/14-like) over a spectrogram ``(B, C, F, T)``.
 
     Input BatchNorm over frequency bins (PANNs' ``bn0``), conv blocks with 2x2 average pooling,
-    then the pooling of 3CMLF §II-C: mean over frequency, then mean + max over time.
+    then the pooling of Chao et al. 2022 (Sec. II-C): mean over frequency, then mean + max over time.
     ``options={"channels": [..]}`` overrides the widths (tests use tiny ones).
     """
 

@@ -37,9 +37,9 @@ class DataConfig:
         modalities: modalities to train on (a subset of audio, image, text).
         batch_size: the *global* batch size (summed over processes and accumulation sub-batches).
         caption_choice: "random" picks one of an item's captions per step, "first" always the first.
-        random_crop: random audio crops in training (seed 003); otherwise the centre crop.
-        affine: random affine augmentation of images (seed 003: rotation ±25°, translation 0.15,
-            scale 0.75-1.25).
+        random_crop: random audio crops in training (Nakatsuka et al. 2023); otherwise the centre crop.
+        affine: random affine augmentation of images (Nakatsuka et al. 2023, Sec. 4.1.2: rotation
+            ±25°, translation 0.15, scale 0.75-1.25).
         cache_dir: folder for decoded/precomputed features (npy), reused across runs; default
             ``<out>/cache``.
         positive_groups: "caption": items of a batch with the same caption string are positives of

@@ -1,4 +1,5 @@
-"""3CMLF (seed 004): global curriculum batch sets from ancillary embeddings, and the 3-stage schedule.
+"""3CMLF (Chao et al. 2022, Sec. II-B/E): global curriculum batch sets from ancillary embeddings,
+and the 3-stage schedule.
 
 * **Ancillary embeddings** (§II-B): one vector ``e_i`` per training item from an earlier model
   (:func:`ancillary_embeddings` embeds a manifest with a checkpoint, or takes arrays).

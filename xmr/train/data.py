@@ -1,4 +1,5 @@
-"""Training data: manifest rows -> cached decoded media -> batch tensors, with seed 003's augmentations.
+"""Training data: manifest rows -> cached decoded media -> batch tensors, with the augmentations
+of Nakatsuka et al. 2023.
 
 Decoding FLAC/PNG and resizing images every epoch would dominate a CPU run, so each split is
 decoded once into a cache folder of ``.npy`` files (waveforms as int16 at the model's sample rate,
@@ -99,8 +100,9 @@ def apply_affine(imgs, params: list[tuple[float, ...]]):
 
 
 def random_affine(img, *, gen, degrees: float, translate: float, scale: tuple[float, float]):
-    """Seed 003's image augmentation on one (C, H, W) image: rotation in ±degrees, translation up to
-    ``translate`` of the size, isotropic scale in ``scale`` (see :func:`apply_affine`)."""
+    """The image augmentation of Nakatsuka et al. 2023 (Sec. 4.1.2) on one (C, H, W) image: rotation
+    in ±degrees, translation up to ``translate`` of the size, isotropic scale in ``scale`` (see
+    :func:`apply_affine`)."""
     params = affine_params(gen, degrees=degrees, translate=translate, scale=scale)
     return apply_affine(img[None], [params])[0]
 

@@ -556,7 +556,7 @@ class Trainer:
         return report
 
     def _before_step(self) -> None:
-        """The 3CMLF stage of the current epoch decides which towers train (seed 004 §II-E)."""
+        """The 3CMLF stage of the current epoch decides which towers train (Chao et al. 2022, Sec. II-E)."""
         frozen_now = getattr(self.sampler, "frozen", None)
         if frozen_now is None:
             return

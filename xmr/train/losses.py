@@ -13,7 +13,8 @@ take part in a pair (an item without a caption skips the text pairs). The total 
 
 **Batch terms** (both directions summed, each averaged over the pair's ``m`` anchors):
 
-* ``infonce`` -- symmetric InfoNCE / NT-Xent: seed 003 eq. (3), seed 004 eq. (4), ``tau = 0.07``;
+* ``infonce`` -- symmetric InfoNCE / NT-Xent: Nakatsuka et al. 2023, eq. (3); Chao et al. 2022,
+  eq. (4); ``tau = 0.07``;
   optionally a learnable temperature per pair, parameterised as CLIP's logit scale
   ``exp(s)`` and clamped at 100.
 * ``vsepp_max`` / ``vsepp_sum`` -- VSE++ triplet loss (Faghri et al. 2018) on cosine similarity:
@@ -31,7 +32,7 @@ are full when they switch on):
 * ``xbm`` -- cross-batch memory (Wang et al. 2020), the baseline: a FIFO queue per modality; an
   extra InfoNCE term per direction whose negatives are the queued embeddings of the other
   modality: ``L = L_batch + lambda_xbm * L_xbm``.
-* ``scfem`` -- seed 003 §3.2.2: per-modality memories ``M^x, M^y`` of shape ``N x D x E``
+* ``scfem`` -- Nakatsuka et al. 2023, Sec. 3.2.2: per-modality memories ``M^x, M^y`` of shape ``N x D x E``
   (:class:`~xmr.train.memory.EpochMemory`), the self-modal loss of eq. (6), the cross-modal
   loss of eq. (7) with weights ``w_e``, and eq. (8): ``L = L_batch + lambda_self * L_self +
   lambda_cross * L_cross`` (defaults 0.3, 0.2, ``E = 2``, ``w_e = 1``, ``tau = 0.07``).
@@ -89,7 +90,7 @@ class LossConfig:
         pairs: modality pairs to use (``"audio-image"``, ...); those with a missing modality are skipped.
         pair_weights: optional weight per pair (default 1).
         memory: ``"none"``, ``"xbm"`` or ``"scfem"``.
-        warmup_steps: memory losses are added from this step on (seed 003 §4.4.4).
+        warmup_steps: memory losses are added from this step on (Nakatsuka et al. 2023, Sec. 4.4.4).
         lambda_self, lambda_cross: SCFEM eq. (8) weights.
         memory_epochs: SCFEM's E.
         memory_weights: SCFEM's ``w_e`` (``E`` values; default all 1).

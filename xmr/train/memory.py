@@ -4,13 +4,13 @@ Both hold *detached* embeddings of one modality. Every process of a distributed 
 identical replica: the trainer gathers the embeddings and item ids of all processes before the
 loss writes them, so every replica receives the same writes in the same order.
 
-* :class:`EpochMemory` -- seed 003 §3.2.2: ``M in R^{N x D x E}`` indexed by item id, holding
-  each item's embeddings of the last ``E`` epochs. Stored as ``(E, N, D)`` so that slot ``e`` is
-  one ``(N, D)`` matrix (the ``z_j^{t-e}`` of eqs. 6-7). Slot ``e`` of item ``j`` is its ``e``-th
-  latest write: when the memory of an item is full, the earliest embedding is replaced by the one
-  of the current iteration, as the paper says. Since every item is visited once per epoch, slot
-  ``e`` then holds the item's embedding from ``e`` epochs before its latest visit, and slot 0 the
-  current epoch's (the current iteration's, for the items of the batch being trained).
+* :class:`EpochMemory` -- Nakatsuka et al. 2023, Sec. 3.2.2: ``M in R^{N x D x E}`` indexed by item
+  id, holding each item's embeddings of the last ``E`` epochs. Stored as ``(E, N, D)`` so that slot
+  ``e`` is one ``(N, D)`` matrix (the ``z_j^{t-e}`` of eqs. (6)-(7)). Slot ``e`` of item ``j`` is
+  its ``e``-th latest write: when the memory of an item is full, the earliest embedding is replaced
+  by the one of the current iteration, as the paper says. Since every item is visited once per
+  epoch, slot ``e`` then holds the item's embedding from ``e`` epochs before its latest visit, and
+  slot 0 the current epoch's (the current iteration's, for the items of the batch being trained).
 * :class:`QueueMemory` -- XBM (Wang et al. 2020): a FIFO queue of the last ``K`` embeddings.
 """
 

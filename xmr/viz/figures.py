@@ -123,7 +123,7 @@ def pca_map_figure(
 def rank_cdf_figure(ranks: Mapping[str, np.ndarray], *, n_candidates: Mapping[str, int] | None = None,
                     max_rank: int | None = None, title: str = "Rank CDF (share of queries with the "
                     "relevant item at rank ≤ r)"):
-    """Cumulative distribution of the 1-based rank of the first relevant item (seed 003, Fig. 5).
+    """Cumulative distribution of the 1-based rank of the first relevant item (Nakatsuka et al. 2023, Fig. 5).
 
     Args:
         ranks: direction name (e.g. ``"audio→image"``) → (Q,) 1-based ranks.
