@@ -1,27 +1,49 @@
 """Acceptance 3: exported qrels scored by trec_eval equal the store's own evaluation; import reproduces."""
 
 import json
+import math
 import random
 
 import numpy as np
 import pytest
 
 from xmr.cli import main
+from xmr.eval import evaluate_qrels
+from xmr.eval.trec import read_qrels, write_run
 from xmr.labels import LabelStore
 from xmr.labels.evaluate import evaluate_run
-from xmr.labels.export import aggregate_grades, export_labels, import_labels, read_qrels
-from xmr.labels.pooling import write_trec_run
-
-try:  # the evaluation package's wrapper of trec_eval; pytrec_eval itself where it is absent
-    from xmr.eval import evaluate_qrels
-except ImportError:  # pragma: no cover
-    def evaluate_qrels(qrels, run, measures):
-        import pytrec_eval
-
-        names = {m.replace("_10", ".10") if m != "map" else m for m in measures}
-        return pytrec_eval.RelevanceEvaluator(qrels, names).evaluate(run)
+from xmr.labels.export import export_labels, import_labels
+from xmr.labels.schema import aggregate_grades
 
 MEASURES = ["ndcg_cut_10", "map", "P_10", "recall_10"]
+
+
+def hand_measures(docs, qrels, k=10):
+    """trec_eval's measures written out, the oracle the library's scores are checked against.
+
+    The run is ranked score descending, ties by docno descending; DCG@k = sum g_i / log2(i + 1)
+    over the top k (g_i the grade, 0 when unjudged) over the same sum of the judged grades sorted
+    descending; AP = sum of precision at each relevant result (grade >= 1) over the relevant count.
+    """
+    ranked = [d for d, _ in sorted(docs.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)]
+    num_rel = sum(1 for g in qrels.values() if g >= 1)
+    top = ranked[:k]
+    dcg = sum(max(qrels.get(d, 0), 0) / math.log2(i + 2) for i, d in enumerate(top))
+    ideal = sorted((g for g in qrels.values() if g > 0), reverse=True)[:k]
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    hits, precisions = 0, 0.0
+    for rank, docno in enumerate(ranked, start=1):
+        if qrels.get(docno, 0) >= 1:
+            hits += 1
+            precisions += hits / rank
+    rel_top = sum(1 for d in top if qrels.get(d, 0) >= 1)
+    return {
+        f"ndcg_cut_{k}": dcg / idcg if idcg > 0 else 0.0,
+        "map": precisions / num_rel if num_rel else 0.0,
+        f"P_{k}": rel_top / k,
+        f"recall_{k}": rel_top / num_rel if num_rel else 0.0,
+        f"judged_{k}": float(sum(1 for d in top if d in qrels)),
+    }
 
 
 @pytest.fixture
@@ -78,8 +100,11 @@ def test_exported_qrels_scored_by_trec_eval_equal_the_store_evaluation(filled, t
     ours = evaluate_run(store, run=run, eval_set="dev", aggregate=aggregate)
     assert set(trec) == set(ours.per_query) == set(qids[:5]) - {qids[3]}
     for qid in trec:
+        hand = hand_measures(run[qid], qrels[qid])
         for m in MEASURES:
             assert ours.per_query[qid][m] == pytest.approx(trec[qid][m], abs=1e-12), (qid, m)
+            assert ours.per_query[qid][m] == pytest.approx(hand[m], abs=1e-12), (qid, m)
+        assert ours.per_query[qid]["judged_10"] == hand["judged_10"]
     assert ours.per_query[qids[4]]["map"] == 0.0  # a query judged all-irrelevant
     # judged@10 against a plain count
     for qid, docs in run.items():
@@ -88,7 +113,7 @@ def test_exported_qrels_scored_by_trec_eval_equal_the_store_evaluation(filled, t
             assert ours.per_query[qid]["judged_10"] == sum(d in qrels[qid] for d in top)
     assert 0 < ours.mean["judged_10"] < 10  # the run has unjudged results in its top 10
     # the same through a TREC run file
-    from_file = evaluate_run(store, run=write_trec_run(run, tmp_path / "r.run"), eval_set="dev",
+    from_file = evaluate_run(store, run=write_run(run, tmp_path / "r.run"), eval_set="dev",
                              aggregate=aggregate)
     assert from_file.mean == pytest.approx(ours.mean)
 
@@ -163,7 +188,7 @@ def test_cli_export_import_agreement_evaluate(filled, tmp_path, capsys):
     assert main(["labels", "agreement", "--db", db, "--set", "dev", "--json", str(tmp_path / "a.json")]) == 0
     assert "Krippendorff" in capsys.readouterr().out
     assert json.loads((tmp_path / "a.json").read_text())["annotators"] == ["ada", "bob", "cyd"]
-    run_file = write_trec_run({q: list(d.items()) for q, d in run.items()}, tmp_path / "cli" / "r.run")
+    run_file = write_run({q: list(d.items()) for q, d in run.items()}, tmp_path / "cli" / "r.run")
     assert main(["labels", "evaluate", "--db", db, "--run", str(run_file), "--set", "dev"]) == 0
     assert "ndcg_cut_10" in capsys.readouterr().out
     assert main(["labels", "sets", "--db", db]) == 0 and "dev" in capsys.readouterr().out

@@ -3,8 +3,9 @@
 import pytest
 
 from xmr.errors import InputError
+from xmr.eval.trec import ranked, read_run, write_run
 from xmr.labels import LabelStore
-from xmr.labels.pooling import depth_pool, judging_order, read_trec_run, write_trec_run
+from xmr.labels.pooling import depth_pool, judging_order
 
 
 def test_depth_pool_is_the_union_of_top_k():
@@ -23,13 +24,13 @@ def test_depth_pool_is_the_union_of_top_k():
 
 def test_trec_run_round_trip(tmp_path):
     run = {"q1": [("audio:b", 0.5), ("audio:a", 0.5), ("image:c", 0.9)]}
-    path = write_trec_run(run, tmp_path / "r.run", tag="ck")
+    path = write_run(run, tmp_path / "r.run", run_name="ck")
     assert path.read_text().splitlines()[0] == "q1 Q0 image:c 1 0.90000000000000002 ck"
     # ties in trec_eval's order: docno descending
-    assert read_trec_run(path) == {"q1": [("image:c", 0.9), ("audio:b", 0.5), ("audio:a", 0.5)]}
+    assert ranked(read_run(path)["q1"]) == [("image:c", 0.9), ("audio:b", 0.5), ("audio:a", 0.5)]
     (tmp_path / "bad.run").write_text("q1 Q0 x 1\n")
     with pytest.raises(InputError, match="6 fields"):
-        read_trec_run(tmp_path / "bad.run")
+        read_run(tmp_path / "bad.run")
 
 
 def test_mtf_order_by_hand():
@@ -77,7 +78,7 @@ def pooled(tmp_path):
     run_a = {f"t{i}": [(f"audio:a{i}{k}", 1 - k / 10) for k in range(4)] for i in range(3)}
     run_b = {f"t{i}": [(f"audio:a{i}{k}", 1 - k / 10) for k in (3, 2)] + [(f"image:b{i}", 0.1)]
              for i in range(3)}
-    write_trec_run(run_b, tmp_path / "b.run")
+    write_run(run_b, tmp_path / "b.run")
     store.add_pool("p1", runs={"a": run_a, "b": tmp_path / "b.run"}, depth=3, overlap=2, eval_set="dev")
     yield store
     store.close()

@@ -7,7 +7,7 @@ import pytest
 
 from xmr.errors import InputError, XmrError
 from xmr.labels import LabelStore, make_docno, parse_docno
-from xmr.labels.store import MIGRATIONS
+from xmr.labels.schema import MIGRATIONS
 
 
 @pytest.fixture

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from xmr.data.jsonl import read_jsonl, write_jsonl
 from xmr.errors import ManifestError
 
 CORE_COLUMNS = ("id", "split", "audio", "image", "caption")
@@ -390,25 +391,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
-    records = []
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            for line_no, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ManifestError(
-                        f"{path.name}: line {line_no} (row {len(records) + 1}): invalid JSON ({err.msg})"
-                    ) from None
-                if not isinstance(record, dict):
-                    raise ManifestError(
-                        f"{path.name}: line {line_no} (row {len(records) + 1}): expected a JSON object"
-                    )
-                records.append(record)
-    except UnicodeDecodeError as err:
-        raise ManifestError(f"{path.name}: not UTF-8 text (byte {err.start})") from None
+    records = read_jsonl(path, error=ManifestError, name=path.name)
     if not records:
         return pd.DataFrame(columns=list(CORE_COLUMNS))
     columns: dict[str, None] = {}
@@ -443,10 +426,8 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
 
 
 def _write_jsonl(df: pd.DataFrame, path: Path) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        for record in df.to_dict(orient="records"):
-            clean = {k: _json_value(v) for k, v in record.items()}
-            fh.write(json.dumps(clean, ensure_ascii=False, default=_json_default) + "\n")
+    rows = ({k: _json_value(v) for k, v in record.items()} for record in df.to_dict(orient="records"))
+    write_jsonl(rows, path, default=_json_default)
 
 
 def _json_value(value: Any) -> Any:

@@ -16,7 +16,6 @@ The layers, each usable alone (the trainer's hook and the app's Evaluate tab cal
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,6 @@ DEFAULT_ATTRIBUTES = ("genre", "key", "mode", "meter", "tempo_term", "instrument
 # Caption styles of the demo corpus: the column holding each; other manifests use ``caption``.
 CAPTION_COLUMNS = {"full": "caption_full", "content": "caption_content"}
 QRELS_MEASURES = ("ndcg_cut_10", "map", "P_10", "recall_10")
-MODALITIES = ("audio", "image", "text")
 
 
 @dataclass
@@ -411,41 +409,6 @@ def compare_evaluations(a: Evaluation, b: Evaluation, *, metrics: Sequence[str] 
 # Human labels
 
 
-def read_queries_jsonl(path) -> list[dict[str, Any]]:
-    """Read ``NAME.queries.jsonl`` (qid, modality, text or media path, optional source item id)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"queries file not found: {path} (expected beside the qrels)")
-    out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}:{lineno}: not JSON ({err.msg})") from None
-        if not isinstance(row, dict) or "qid" not in row or row.get("modality") not in MODALITIES:
-            raise InputError(f"{path}:{lineno}: a query needs a qid and a modality (audio, image or text)")
-        out.append(row)
-    return out
-
-
-def queries_file_for(qrels_path) -> Path:
-    """``NAME.queries.jsonl`` beside ``NAME.qrels``.
-
-    A per-annotator export (``NAME.<annotator>.qrels``) shares one ``NAME.queries.jsonl``: dotted
-    suffixes are stripped one at a time until a queries file exists (the first candidate is
-    returned when none does, so the caller's error names the expected file).
-    """
-    p = Path(qrels_path)
-    stem = p.name[: -len(p.suffix)] if p.suffix else p.name
-    candidates = [p.with_name(stem + ".queries.jsonl")]
-    while "." in stem:
-        stem = stem.rsplit(".", 1)[0]
-        candidates.append(p.with_name(stem + ".queries.jsonl"))
-    return next((c for c in candidates if c.exists()), candidates[0])
-
-
 def _query_source(row: Mapping[str, Any]) -> str | None:
     for key in ("source_item_id", "source_item", "item_id", "item"):
         if row.get(key) not in (None, ""):
@@ -478,7 +441,8 @@ def evaluate_qrels_set(
         trec_eval) are visible.
     """
     import xmr
-    from xmr.eval.trec import evaluate_qrels, judged_at, read_qrels
+    from xmr.eval.queries import find_queries_file, read_queries
+    from xmr.eval.trec import evaluate_qrels, judged_at, ranked, read_qrels
 
     if model is None:
         if checkpoint is None:
@@ -488,8 +452,8 @@ def evaluate_qrels_set(
     qrels_d = read_qrels(qrels_path)
     if not qrels_d:
         raise InputError(f"{qrels_path}: no judgements")
-    qpath = Path(queries) if queries else queries_file_for(qrels_path)
-    query_rows = [r for r in read_queries_jsonl(qpath) if str(r["qid"]) in qrels_d]
+    qpath = Path(queries) if queries else find_queries_file(qrels_path)
+    query_rows = [r for r in read_queries(qpath) if str(r["qid"]) in qrels_d]
     if not query_rows:
         raise InputError(f"none of the queries in {qpath} has judgements in {qrels_path}")
     targets = sorted({d.split(":", 1)[0] for docs in qrels_d.values() for d in docs})
@@ -523,10 +487,8 @@ def evaluate_qrels_set(
                     raise InputError(f"text query {r['qid']} has no text")
                 inputs.append(str(text))
                 continue
-            media = r.get("media") or r.get("path")
-            if media:
-                p = Path(media)
-                inputs.append(p if p.is_absolute() else qpath.parent / p)
+            if r.get("media"):  # made absolute by read_queries
+                inputs.append(Path(r["media"]))
             elif _query_source(r) in rows_by_id:
                 src_row = rows_by_id[_query_source(r)]
                 inputs.append(item_media_path(src_row, modality, manifest_dir=manifest_dir))
@@ -556,8 +518,7 @@ def evaluate_qrels_set(
                 doc = f"{modality}:{item}"
                 if s > docs.get(doc, -np.inf):  # a text item scores its best caption
                     docs[doc] = float(s)
-        top = sorted(docs.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:depth]
-        run[qid] = dict(top)
+        run[qid] = dict(ranked(docs)[:depth])
 
     per_query = evaluate_qrels(qrels_d, run, QRELS_MEASURES)
     judged = judged_at(qrels_d, run, k=10)

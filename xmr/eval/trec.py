@@ -2,7 +2,11 @@
 
 Qrels lines are ``qid iter docno rel`` (``iter`` is ignored, written as 0); run lines are
 ``qid Q0 docno rank score run_name``. In memory both are pytrec_eval's nested dicts:
-``{qid: {docno: grade}}`` and ``{qid: {docno: score}}``.
+``{qid: {docno: grade}}`` and ``{qid: {docno: score}}``; a run may also come as
+``{qid: [(docno, score), ...]}`` (:func:`as_run` turns it into the dict shape).
+
+The one ordering of a run is trec_eval's: score descending, ties by docno descending
+(:func:`ranked`). Every run written, pooled or scored here is taken in that order.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from xmr.errors import InputError
 
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, dict[str, float]]
+# One query's results in either shape: {docno: score} or [(docno, score), ...].
+Docs = Mapping[str, float] | Sequence[tuple[str, float]]
 
 
 def _measure_name(measure: str) -> str:
@@ -27,13 +33,14 @@ def _measure_name(measure: str) -> str:
     return m
 
 
-def evaluate_qrels(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]],
+def evaluate_qrels(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Docs],
                    measures: Iterable[str]) -> dict[str, dict[str, float]]:
     """Evaluate a run against qrels with trec_eval's measures (pytrec_eval).
 
     Args:
         qrels: ``{qid: {docno: grade}}`` (grade >= 1 is relevant; trec_eval's default).
-        run: ``{qid: {docno: score}}``; trec_eval ranks by score descending, ties by docno descending.
+        run: ``{qid: {docno: score}}`` (or ``[(docno, score)]`` lists); trec_eval ranks by score
+            descending, ties by docno descending.
         measures: trec_eval names such as ``"map"``, ``"recip_rank"``, ``"ndcg_cut_10"``,
             ``"P_10"``, ``"recall_10"``, ``"success_1"`` (``"ndcg_cut.10"`` works too).
 
@@ -52,7 +59,7 @@ def evaluate_qrels(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Map
     if unknown:
         raise InputError(f"unknown trec_eval measure(s): {', '.join(sorted(unknown))}")
     q = {str(k): {str(d): int(g) for d, g in v.items()} for k, v in qrels.items()}
-    r = {str(k): {str(d): float(s) for d, s in v.items()} for k, v in run.items()}
+    r = as_run(run)
     result = pytrec_eval.RelevanceEvaluator(q, requested).evaluate(r)
     return {qid: dict(sorted(vals.items())) for qid, vals in result.items()}
 
@@ -65,7 +72,7 @@ def mean_over_queries(per_query: Mapping[str, Mapping[str, float]]) -> dict[str,
     return {k: float(np.mean([v[k] for v in per_query.values() if k in v])) for k in keys}
 
 
-def judged_at(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]],
+def judged_at(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Docs],
               k: int = 10) -> dict[str, int]:
     """Number of the top-``k`` results of each query that have a judgement (any grade).
 
@@ -80,9 +87,25 @@ def judged_at(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[
     return out
 
 
-def ranked_docnos(docs: Mapping[str, float]) -> list[str]:
-    """Docnos in trec_eval's order: score descending, then docno descending."""
-    return [d for d, _ in sorted(docs.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)]
+def ranked(docs: Docs) -> list[tuple[str, float]]:
+    """One query's ``(docno, score)`` pairs in trec_eval's order: score descending, then docno descending.
+
+    Example:
+        >>> ranked({"a": 0.5, "b": 0.5, "c": 0.9})
+        [('c', 0.9), ('b', 0.5), ('a', 0.5)]
+    """
+    pairs = docs.items() if isinstance(docs, Mapping) else docs
+    return sorted(((str(d), float(s)) for d, s in pairs), key=lambda d: (d[1], d[0]), reverse=True)
+
+
+def ranked_docnos(docs: Docs) -> list[str]:
+    """Docnos in trec_eval's order (:func:`ranked`), each once (its best-scored occurrence)."""
+    return list(dict.fromkeys(d for d, _ in ranked(docs)))
+
+
+def as_run(run: Mapping[str, Docs]) -> Run:
+    """A run in pytrec_eval's shape ``{qid: {docno: score}}``; a docno listed twice keeps its best score."""
+    return {str(qid): {d: s for d, s in reversed(ranked(docs))} for qid, docs in run.items()}
 
 
 def read_qrels(path) -> Qrels:
@@ -110,6 +133,7 @@ def write_qrels(qrels: Mapping[str, Mapping[str, int]], path) -> Path:
     """Write qrels as ``qid 0 docno rel`` lines, sorted by qid then docno."""
     path = Path(path)
     _check_tokens(qrels)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
         for qid in sorted(qrels):
             for doc in sorted(qrels[qid]):
@@ -133,22 +157,34 @@ def read_run(path) -> Run:
     return run
 
 
-def write_run(run: Mapping[str, Mapping[str, float]], path, *, run_name: str = "xmr",
-              depth: int | None = None) -> Path:
+def write_run(run: Mapping[str, Docs], path, *, run_name: str = "xmr", depth: int | None = None) -> Path:
     """Write a run, each query's documents in trec_eval's order, ranks from 1 (top ``depth`` only).
+
+    Args:
+        run: ``{qid: {docno: score}}`` or ``{qid: [(docno, score)]}`` (a repeated docno keeps its
+            best score).
+        path: the run file (its folder is created).
+        run_name: the last column (one word).
+        depth: keep only the best ``depth`` documents of each query (all when None).
 
     Scores are written with 17 significant digits so that reading the file back gives the same
     floats (and therefore the same ties).
+
+    Example:
+        >>> write_run({"q1": {"audio:a": 0.5, "image:c": 0.9}}, "ckpt.run", run_name="ckpt")
+        PosixPath('ckpt.run')
     """
     path = Path(path)
+    run = as_run(run)
     _check_tokens(run)
     if not run_name or any(c.isspace() for c in run_name):
         raise InputError(f"run name {run_name!r} must be one word")
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
         for qid in sorted(run):
-            docs = ranked_docnos(run[qid])
-            for rank, doc in enumerate(docs[:depth] if depth else docs, start=1):
-                f.write(f"{qid} Q0 {doc} {rank} {float(run[qid][doc]):.17g} {run_name}\n")
+            docs = ranked(run[qid])
+            for rank, (doc, score) in enumerate(docs[:depth] if depth else docs, start=1):
+                f.write(f"{qid} Q0 {doc} {rank} {score:.17g} {run_name}\n")
     return path
 
 

@@ -2,13 +2,17 @@
 
 Only the store is imported eagerly (it needs nothing beyond the standard library); agreement,
 export and evaluation import numpy / pandas / scikit-learn and are loaded on first use.
+
+Layers, each importing only those above it: :mod:`~xmr.labels.schema` (tables, rows, docnos) →
+:mod:`~xmr.labels.db` (connections, transactions) and :mod:`~xmr.labels.media` →
+:mod:`~xmr.labels.pooling` → :mod:`~xmr.labels.store` → :mod:`~xmr.labels.hub`,
+:mod:`~xmr.labels.export`, :mod:`~xmr.labels.evaluate`, :mod:`~xmr.labels.agreement` → the CLI.
 """
 
-from xmr.labels.store import (
+from xmr.labels.schema import (
     MODALITIES,
     EvalSet,
     Judgement,
-    LabelStore,
     PoolItem,
     Progress,
     Query,
@@ -17,6 +21,7 @@ from xmr.labels.store import (
     make_docno,
     parse_docno,
 )
+from xmr.labels.store import LabelStore
 
 __all__ = [
     "MODALITIES",

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from xmr.errors import InputError
-from xmr.labels.store import GRADES, Judgement, LabelStore
+from xmr.labels.schema import GRADES, Judgement
+from xmr.labels.store import LabelStore
 
 
 def cohen_kappa(a: Sequence[int], b: Sequence[int], *, weights: str | None = None) -> float:

@@ -88,25 +88,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _store(args: argparse.Namespace):
+    from xmr.labels.hub import from_env
     from xmr.labels.store import LabelStore
 
-    return LabelStore(args.db)
+    return LabelStore(args.db, sync=from_env())  # the Hub sync when XMR_LABELS_HUB_REPO is set
 
 
 def _add_queries(args: argparse.Namespace) -> int:
-    from xmr.errors import InputError
-    from xmr.labels.export import read_queries
+    from xmr.eval.queries import read_queries
 
-    if not args.queries.is_file():
-        raise InputError(f"queries file {args.queries} does not exist")
+    rows = read_queries(args.queries)  # checked before the store is opened
     store = _store(args)
     qids = []
-    for row in read_queries(args.queries):
-        media = row.get("media")
-        q = store.add_query(modality=row["modality"], text=None if media else row.get("text"), media=media,
-                            source_item_id=row.get("source_item_id"),
-                            created_by=row.get("created_by") or args.created_by, qid=str(row["qid"]))
-        qids.append(q)
+    for row in rows:
+        qids.append(store.add_query_row(row, created_by=args.created_by))
     if args.eval_set:
         store.create_eval_set(args.eval_set, queries=qids)
     print(f"{len(qids)} queries in {args.db}")

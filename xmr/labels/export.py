@@ -27,15 +27,15 @@ import json
 import math
 import os
 import re
-import shutil
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from xmr.errors import InputError
+from xmr.eval.queries import find_queries_file, queries_path, read_queries, write_queries
 from xmr.eval.trec import read_qrels, write_qrels  # one reader/writer of the TREC format
-from xmr.labels.store import LabelStore, Query, _as_grade, make_docno, parse_docno
+from xmr.labels.schema import Query, aggregate_grades, as_grade, make_docno, parse_docno
+from xmr.labels.store import LabelStore
 
 FORMATS = ("trec", "csv", "parquet")
 AGGREGATES = ("mean", "majority", "per-annotator")
@@ -45,82 +45,26 @@ RAW_COLUMNS = [
 ]
 
 
-def aggregate_grades(grades: Sequence[int], method: str = "mean") -> int:
-    """One grade from several annotators' grades of one result.
-
-    ``mean``: the mean rounded half up (1 and 2 give 2); ``majority``: the most frequent grade,
-    ties to the lower grade (a conservative label: a result is only as relevant as most say).
-
-    Example:
-        >>> aggregate_grades([1, 2], "mean"), aggregate_grades([1, 2], "majority")
-        (2, 1)
-    """
-    if not grades:
-        raise InputError("no grades to aggregate")
-    if method == "mean":
-        return int(math.floor(sum(grades) / len(grades) + 0.5))
-    if method == "majority":
-        counts = Counter(grades)
-        top = max(counts.values())
-        return min(g for g, c in counts.items() if c == top)
-    raise InputError(f"aggregate must be 'mean' or 'majority' here, not {method!r}")
-
-
 def base_name(path: Path) -> Path:
     """``dir/NAME.qrels`` -> ``dir/NAME`` (the stem the side files are named after)."""
     return path.with_suffix("") if path.suffix else path
-
-
-def queries_path(path: str | os.PathLike) -> Path:
-    """The queries file that goes with an export: ``NAME.queries.jsonl`` beside ``NAME.<ext>``."""
-    return base_name(Path(path)).with_name(base_name(Path(path)).name + ".queries.jsonl")
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "annotator"
 
 
-def write_queries(queries: Sequence[Query], path: str | os.PathLike) -> Path:
-    """Write ``NAME.queries.jsonl`` and copy uploaded media into ``NAME.media/`` beside it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    media_dir = path.with_name(path.name.removesuffix(".queries.jsonl") + ".media")
-    with open(path, "w", encoding="utf-8") as fh:
-        for q in queries:
-            row: dict[str, Any] = {"qid": q.qid, "modality": q.modality}
-            if q.text is not None:
-                row["text"] = q.text
-            else:
-                assert q.media_path is not None
-                media_dir.mkdir(exist_ok=True)
-                target = media_dir / q.media_path.name
-                if not target.exists():
-                    shutil.copy2(q.media_path, target)
-                row["media"] = f"{media_dir.name}/{target.name}"
-            row["source_item_id"] = q.source_item_id
-            row["created_by"] = q.created_by
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
-
-
-def read_queries(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a queries JSONL; ``media`` becomes an absolute path (relative to the file's folder)."""
-    path = Path(path)
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}:{number}: not JSON ({err.msg})") from None
-            if not isinstance(row, dict) or "qid" not in row or "modality" not in row:
-                raise InputError(f"{path}:{number}: a query needs 'qid' and 'modality'")
-            if row.get("media"):
-                row["media"] = str((path.parent / row["media"]).resolve())
-            out.append(row)
-    return out
+def _query_rows(queries: Sequence[Query]) -> list[dict[str, Any]]:
+    """The store's queries as rows of the queries file (:func:`xmr.eval.queries.write_queries`)."""
+    rows = []
+    for q in queries:
+        row: dict[str, Any] = {"qid": q.qid, "modality": q.modality}
+        if q.text is not None:
+            row["text"] = q.text
+        else:
+            row["media"] = q.media_path
+        rows.append({**row, "source_item_id": q.source_item_id, "created_by": q.created_by})
+    return rows
 
 
 def _format_of(path: Path, fmt: str | None) -> str:
@@ -211,7 +155,7 @@ def export_labels(
     if eval_set is None:
         judged = {j.qid for j in judgements}
         queries = [q for q in queries if q.qid in judged]
-    written.append(write_queries(queries, queries_path(out)))
+    written.append(write_queries(_query_rows(queries), queries_path(out)))
     return written
 
 
@@ -220,16 +164,6 @@ class ImportSummary:
     queries: int
     judgements: int
     skipped: int
-
-
-def _find_queries_file(path: Path) -> Path | None:
-    name = path.name
-    while "." in name:
-        name = name.rsplit(".", 1)[0]
-        candidate = path.with_name(name + ".queries.jsonl")
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def import_labels(
@@ -260,16 +194,11 @@ def import_labels(
     if not path.is_file():
         raise InputError(f"{path} does not exist")
     fmt = _format_of(path, format)
-    qfile = _find_queries_file(path)
+    qfile = find_queries_file(path)
     before = len(store.list_queries())
-    if qfile is not None:
+    if qfile.is_file():
         for row in read_queries(qfile):
-            media = row.get("media")
-            store.add_query(
-                modality=row["modality"], text=None if media else row.get("text"), media=media,
-                source_item_id=row.get("source_item_id"), created_by=row.get("created_by"),
-                qid=str(row["qid"]),
-            )
+            store.add_query_row(row)
     n_queries = len(store.list_queries()) - before
     rows: list[dict[str, Any]] = []
     if fmt == "trec":
@@ -307,11 +236,11 @@ def import_labels(
         modality, item_id = parse_docno(str(r["docno"]))
         old = current.get((str(r["qid"]), make_docno(modality, item_id), str(r["annotator"])))
         same_time = r.get("at") is None or old is not None and old.at == r.get("at")
-        if old is not None and old.grade == _as_grade(r["grade"]) and same_time:
+        if old is not None and old.grade == as_grade(r["grade"]) and same_time:
             skipped += 1
             continue
         todo.append(dict(
-            query=str(r["qid"]), item_id=item_id, item_modality=modality, grade=_as_grade(r["grade"]),
+            query=str(r["qid"]), item_id=item_id, item_modality=modality, grade=as_grade(r["grade"]),
             annotator=str(r["annotator"]), model_fingerprint=r.get("model_fingerprint"),
             index_version=r.get("index_version"), note=r.get("note"), at=r.get("at"),
         ))

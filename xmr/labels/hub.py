@@ -22,7 +22,6 @@ default ``<cache>/labels-hub``), ``XMR_LABELS_HUB_EVERY`` (minutes between commi
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -30,9 +29,14 @@ import socket
 import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from xmr.data.jsonl import jsonl_line, read_jsonl
 from xmr.errors import InputError
+from xmr.labels.schema import Judgement, Query, utc_now
+
+if TYPE_CHECKING:
+    from xmr.labels.store import LabelStore
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +78,12 @@ class JsonlSync:
     def _append(self, path: Path, row: dict[str, Any]) -> None:
         try:
             with self._lock, open(path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.write(jsonl_line(row))
         except OSError as err:  # the database is the source of truth; a failed mirror is only logged
             log.warning("labels hub sync: cannot append to %s: %s", path, err)
 
-    def on_query(self, query: Any) -> None:
+    def on_query(self, query: Query) -> None:
         """Log a new query (and copy its media)."""
-        from xmr.labels.store import utc_now
-
         row = {"event": "query", "qid": query.qid, "modality": query.modality, "text": query.text,
                "media": None, "source_item_id": query.source_item_id, "created_by": query.created_by,
                "created_at": query.created_at, "logged_at": utc_now()}
@@ -93,10 +95,8 @@ class JsonlSync:
             row["media"] = f"media/{target.name}"
         self._append(self.queries_file, row)
 
-    def on_judgement(self, judgement: Any, query: Any, *, event: str) -> None:
+    def on_judgement(self, judgement: Judgement, query: Query, *, event: str) -> None:
         """Log a grade (``event="judge"``) or its withdrawal (``event="undo"``)."""
-        from xmr.labels.store import utc_now
-
         self._append(self.judgements_file, {
             "event": event, "id": judgement.id, "qid": query.qid, "docno": judgement.docno,
             "item_modality": judgement.item_modality, "item_id": judgement.item_id,
@@ -107,7 +107,11 @@ class JsonlSync:
 
 
 def from_env() -> JsonlSync | None:
-    """A :class:`JsonlSync` when ``XMR_LABELS_HUB_REPO`` is set, else None (the default)."""
+    """A :class:`JsonlSync` when ``XMR_LABELS_HUB_REPO`` is set, else None (the default).
+
+    The store never reads the environment itself; whoever builds one from it passes this in:
+    ``LabelStore(path, sync=from_env())`` (the app and ``xmr labels`` do).
+    """
     repo = os.environ.get("XMR_LABELS_HUB_REPO", "").strip()
     if not repo:
         return None
@@ -124,30 +128,20 @@ def read_events(folder: str | os.PathLike) -> list[dict[str, Any]]:
         raise InputError(f"{folder} is not a labels sync folder (no data/)")
     events = []
     for path in sorted((folder / "data").glob("*.jsonl")):
-        with open(path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    log.warning("%s:%d: skipped a line that is not JSON (cut off by a crash?)", path, number)
-                    continue
-                if row.get("media"):
-                    row["media"] = str(folder / row["media"])
-                events.append(row)
+        for row in read_jsonl(path, skip_invalid=True):  # a crash may have cut the last line off
+            if row.get("media"):
+                row["media"] = str(folder / row["media"])
+            events.append(row)
     events.sort(key=lambda e: (e["event"] != "query", e.get("logged_at", "")))
     return events
 
 
-def replay(store: Any, folder: str | os.PathLike) -> int:
+def replay(store: LabelStore, folder: str | os.PathLike) -> int:
     """Apply a sync folder's events to a (fresh) store; returns the number of events applied."""
     n = 0
     for e in read_events(folder):
         if e["event"] == "query":
-            store.add_query(modality=e["modality"], text=None if e.get("media") else e.get("text"),
-                            media=e.get("media"), source_item_id=e.get("source_item_id"),
-                            created_by=e.get("created_by"), qid=e["qid"])
+            store.add_query_row(e)
         elif e["event"] == "judge":
             store.record_judgement(query=e["qid"], item_id=e["item_id"], item_modality=e["item_modality"],
                                    grade=e["grade"], annotator=e["annotator"], at=e.get("at"),

@@ -1,4 +1,4 @@
-"""Pooling: which results to judge, and in which order.
+"""Pooling: which results to judge, and in which order; pools, next items and progress in the store.
 
 **Depth-k pooling** (the TREC practice): the pool of a query is the union of the top ``k``
 results of several runs (checkpoints, index types, fusion weights) for that query; results outside
@@ -23,80 +23,56 @@ pure function of (runs, grades) and needs no extra state:
 A result already reached through another run is skipped without touching any priority (as in
 MTF). While replaying, a result that has no grade yet is taken as relevant: judging ahead of the
 grades follows the run that is currently doing well, which is what MTF would do next.
+
+**In the store.** :func:`create_pool` writes a pool, :func:`query_pools` reads each (pool, query)
+as a :class:`QueryPool` in one snapshot, and :func:`next_items` / :func:`progress_of` are pure
+functions of those snapshots. Which of a query's items an annotator may take is decided in one
+place, :meth:`QueryPool.open_for`. :class:`xmr.labels.store.LabelStore` runs these inside its
+transactions (``add_pool``, ``next_items``, ``pool_items``, ``progress``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
+import sqlite3
+import zlib
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from typing import Any
 
 from xmr.errors import InputError
+from xmr.labels.schema import (
+    AnnotatorProgress,
+    PoolItem,
+    Progress,
+    QueryProgress,
+    make_docno,
+    parse_docno,
+    query_row_id,
+    utc_now,
+)
 
 STRATEGIES = ("mtf", "thompson", "rank")
 
 # A run: {qid: [(docno, score), ...]} or pytrec_eval's {qid: {docno: score}}.
-Run = Mapping[str, Sequence[tuple[str, float]] | Mapping[str, float]]
+Runlike = Mapping[str, Sequence[tuple[str, float]] | Mapping[str, float]]
 
 
-def run_pairs(docs: Sequence[tuple[str, float]] | Mapping[str, float]) -> list[tuple[str, float]]:
-    """One query's results as ``[(docno, score)]`` whichever of the two run shapes it comes in."""
-    pairs = docs.items() if isinstance(docs, Mapping) else docs
-    return [(str(d), float(s)) for d, s in pairs]
+# ----------------------------------------------------------------- which results, in which order
 
 
-def read_trec_run(path: str | os.PathLike) -> dict[str, list[tuple[str, float]]]:
-    """Read a TREC run file (``qid Q0 docno rank score tag`` per line) into ``{qid: [(docno, score)]}``.
-
-    Each query's list is ordered as trec_eval orders it: score descending, then docno descending.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"run file {path} does not exist")
-    out: dict[str, list[tuple[str, float]]] = {}
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise InputError(f"{path}:{number}: a run line has 6 fields 'qid Q0 docno rank score tag'")
-            try:
-                score = float(parts[4])
-            except ValueError:
-                raise InputError(f"{path}:{number}: score {parts[4]!r} is not a number") from None
-            out.setdefault(parts[0], []).append((parts[2], score))
-    return {qid: sort_run_list(docs) for qid, docs in out.items()}
-
-
-def sort_run_list(docs: Sequence[tuple[str, float]] | Mapping[str, float]) -> list[tuple[str, float]]:
-    """Order ``[(docno, score)]`` as trec_eval does: score descending, ties by docno descending."""
-    return sorted(run_pairs(docs), key=lambda d: (d[1], d[0]), reverse=True)
-
-
-def write_trec_run(run: Run, path: str | os.PathLike, *, tag: str = "xmr") -> Path:
-    """Write a run as a TREC run file (ranks from 1 in trec_eval's order, scores exact to the bit)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for qid in sorted(run):
-            for rank, (docno, score) in enumerate(sort_run_list(run[qid]), start=1):
-                fh.write(f"{qid} Q0 {docno} {rank} {score:.17g} {tag}\n")
-    return path
-
-
-def depth_pool(runs: Mapping[str, Run], *, depth: int) -> dict[str, dict[str, list[tuple[str, float]]]]:
+def depth_pool(runs: Mapping[str, Runlike], *, depth: int) -> dict[str, dict[str, list[tuple[str, float]]]]:
     """Depth-k pooling: ``{qid: {run_name: top-depth [(docno, score)]}}`` over all runs' queries.
 
-    Each run's list is taken in trec_eval's order (:func:`sort_run_list`) with repeated docnos
-    dropped; the pool of a query is the union of its lists.
+    Each run's list is taken in trec_eval's order (:func:`xmr.eval.trec.ranked`) with repeated
+    docnos dropped; the pool of a query is the union of its lists.
 
     Example:
         >>> depth_pool({"a": {"q1": [("audio:x", 0.9), ("audio:y", 0.5)]}}, depth=1)
         {'q1': {'a': [('audio:x', 0.9)]}}
     """
-    from xmr.labels.store import parse_docno
+    from xmr.eval.trec import ranked
 
     if depth < 1:
         raise InputError("pool depth must be at least 1")
@@ -105,7 +81,7 @@ def depth_pool(runs: Mapping[str, Run], *, depth: int) -> dict[str, dict[str, li
         for qid, docs in run.items():
             seen: set[str] = set()
             top: list[tuple[str, float]] = []
-            for docno, score in sort_run_list(docs):
+            for docno, score in ranked(docs):
                 if docno in seen:
                     continue
                 parse_docno(docno)
@@ -189,3 +165,199 @@ def judging_order(
         elif rel is True:
             rel_counts[run][0] += 1
         # rel is None: not graded yet; taken as relevant for MTF (stay on this run), no update for bandits.
+
+
+# ----------------------------------------------------------------- pools in the store
+
+
+@dataclasses.dataclass
+class QueryPool:
+    """One query of one pool, read in one snapshot: each run's pooled docnos and their current grades.
+
+    ``lists[i]`` holds run ``run_names[i]``'s pooled docnos, best first; ``grades`` maps every
+    pooled docno to ``{annotator: grade}`` (empty while ungraded).
+    """
+
+    pool: str
+    overlap: int
+    strategy: str
+    query_id: int
+    qid: str
+    run_names: list[str]
+    lists: list[list[str]]
+    grades: dict[str, dict[str, int]]
+
+    def items(self) -> list[PoolItem]:
+        """Every pooled result in the pool's judging order."""
+        # A result counts as relevant when its annotators' mean grade is at least 1.
+        relevance = {d: (sum(g.values()) / len(g) >= 1) if g else None for d, g in self.grades.items()}
+        out = []
+        for docno in judging_order(self.lists, relevance, strategy=self.strategy, seed=self.query_id):
+            ranks = [(lst.index(docno) + 1, self.run_names[i]) for i, lst in enumerate(self.lists)
+                     if docno in lst]
+            modality, item_id = parse_docno(docno)
+            out.append(PoolItem(
+                pool=self.pool, query_id=self.query_id, qid=self.qid, item_modality=modality,
+                item_id=item_id, best_rank=min(r for r, _ in ranks), runs=tuple(rn for _, rn in ranks),
+                n_annotators=len(self.grades[docno]),
+            ))
+        return out
+
+    def wants(self, docno: str, annotator: str) -> bool:
+        """Whether ``annotator`` may grade ``docno`` now: not yet graded by them, and by < ``overlap``."""
+        graded = self.grades[docno]
+        return annotator not in graded and len(graded) < self.overlap
+
+    def open_for(self, annotator: str) -> list[PoolItem]:
+        """The items ``annotator`` may grade, in judging order."""
+        return [item for item in self.items() if self.wants(item.docno, annotator)]
+
+    def started_by(self, annotator: str) -> bool:
+        return any(annotator in g for g in self.grades.values())
+
+
+def prepare_pool(
+    runs: Mapping[str, Runlike | str | os.PathLike], *, depth: int, overlap: int, strategy: str
+) -> tuple[list[str], dict[str, dict[str, list[tuple[str, float]]]]]:
+    """Check a pool's settings, read its TREC run files and pool them: ``(run names, depth_pool(...))``."""
+    from xmr.eval.trec import read_run
+
+    if strategy not in STRATEGIES:
+        raise InputError(f"pooling strategy must be one of {STRATEGIES}, not {strategy!r}")
+    if int(depth) < 1 or int(overlap) < 1:
+        raise InputError("pool depth and overlap must be at least 1")
+    if not runs:
+        raise InputError("a pool needs at least one run")
+    loaded = {str(rn): (read_run(r) if isinstance(r, (str, os.PathLike)) else r) for rn, r in runs.items()}
+    return list(loaded), depth_pool(loaded, depth=int(depth))  # validates docnos
+
+
+def create_pool(
+    conn: sqlite3.Connection,
+    name: str,
+    *,
+    run_names: Sequence[str],
+    per_query: Mapping[str, Mapping[str, Sequence[tuple[str, float]]]],
+    depth: int,
+    overlap: int,
+    strategy: str,
+) -> int:
+    """Write a pool made by :func:`prepare_pool` (``run_names`` in the caller's order); returns its id."""
+    if conn.execute("SELECT 1 FROM pools WHERE name = ?", (str(name),)).fetchone():
+        raise InputError(f"a pool named {name!r} already exists")
+    pool_id = conn.execute(
+        "INSERT INTO pools(name, depth, overlap, strategy, created_at) VALUES (?, ?, ?, ?, ?)",
+        (str(name), int(depth), int(overlap), strategy, utc_now()),
+    ).lastrowid
+    for index, rn in enumerate(run_names):
+        conn.execute("INSERT INTO pool_runs VALUES (?, ?, ?)", (pool_id, index, rn))
+    for qid, lists in per_query.items():
+        query_id = query_row_id(conn, qid)
+        for index, rn in enumerate(run_names):
+            for rank, (docno, score) in enumerate(lists.get(rn, []), start=1):
+                modality, item_id = parse_docno(docno)
+                conn.execute(
+                    "INSERT INTO pool_entries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (pool_id, query_id, index, rank, modality, item_id, score),
+                )
+    return pool_id
+
+
+def _run_names(conn: sqlite3.Connection, pool_id: int) -> list[str]:
+    sql = "SELECT name FROM pool_runs WHERE pool_id = ? ORDER BY run_index"
+    return [r[0] for r in conn.execute(sql, (pool_id,))]
+
+
+def list_pools(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """The pools: name, depth, overlap, strategy, runs, number of queries."""
+    out = []
+    for p in conn.execute("SELECT * FROM pools ORDER BY id").fetchall():
+        nq = conn.execute(
+            "SELECT COUNT(DISTINCT query_id) FROM pool_entries WHERE pool_id = ?", (p["id"],)
+        ).fetchone()[0]
+        out.append({"name": p["name"], "depth": p["depth"], "overlap": p["overlap"],
+                    "strategy": p["strategy"], "runs": _run_names(conn, p["id"]), "queries": nq})
+    return out
+
+
+def query_pools(
+    conn: sqlite3.Connection, pool: str | None = None, *, query: int | str | None = None
+) -> list[QueryPool]:
+    """Every (pool, query) of one pool (or all), optionally of one query, with its current grades."""
+    only = query_row_id(conn, query) if query is not None else None
+    sql, params = "SELECT * FROM pools", ()
+    if pool is not None:
+        sql, params = sql + " WHERE name = ?", (str(pool),)
+    pools = conn.execute(sql + " ORDER BY id", params).fetchall()
+    if pool is not None and not pools:
+        raise InputError(f"no pool {pool!r} in the label store")
+    grades: dict[tuple[int, str], dict[str, int]] = {}
+    marks = ", ".join("?" * len(pools))
+    for r in conn.execute(
+        "SELECT j.query_id, j.item_modality, j.item_id, a.name, j.grade FROM judgements j "
+        "JOIN annotators a ON a.id = j.annotator_id WHERE j.state = 'current' AND j.query_id IN "
+        f"(SELECT DISTINCT query_id FROM pool_entries WHERE pool_id IN ({marks}))",
+        [p["id"] for p in pools],
+    ):
+        grades.setdefault((r[0], make_docno(r[1], r[2])), {})[r[3]] = r[4]
+    out = []
+    for p in pools:
+        run_names = _run_names(conn, p["id"])
+        entries: dict[int, list[list[str]]] = {}
+        qids: dict[int, str] = {}
+        for r in conn.execute(
+            "SELECT e.query_id, q.qid, e.run_index, e.item_modality, e.item_id FROM pool_entries e "
+            "JOIN queries q ON q.id = e.query_id WHERE e.pool_id = ? "
+            "ORDER BY e.query_id, e.run_index, e.rank",
+            (p["id"],),
+        ):
+            entries.setdefault(r[0], [[] for _ in run_names])[r[2]].append(make_docno(r[3], r[4]))
+            qids[r[0]] = r[1]
+        for query_id, lists in entries.items():
+            if only is not None and query_id != only:
+                continue
+            docs = {d for lst in lists for d in lst}
+            out.append(QueryPool(
+                pool=p["name"], overlap=p["overlap"], strategy=p["strategy"], query_id=query_id,
+                qid=qids[query_id], run_names=run_names, lists=lists,
+                grades={d: grades.get((query_id, d), {}) for d in docs},
+            ))
+    return out
+
+
+def next_items(pools: Sequence[QueryPool], annotator: str, n: int) -> list[PoolItem]:
+    """The next ``n`` items for ``annotator`` (see :meth:`xmr.labels.store.LabelStore.next_items`)."""
+    started = [p for p in pools if p.started_by(annotator)]
+    fresh = [p for p in pools if not p.started_by(annotator)]
+    if fresh:  # rotated per annotator, so that annotators working at once spread over the queries
+        k = zlib.crc32(annotator.encode("utf-8")) % len(fresh)
+        fresh = fresh[k:] + fresh[:k]
+    out: list[PoolItem] = []
+    for p in started + fresh:
+        if len(out) >= n:
+            break
+        out.extend(p.open_for(annotator)[: n - len(out)])
+    return out
+
+
+def progress_of(conn: sqlite3.Connection, pool: str | None = None) -> Progress:
+    """Progress per annotator (graded, queries touched, pooled items left for them) and per query."""
+    pools = query_pools(conn, pool)
+    per_ann = conn.execute(
+        "SELECT a.name, COUNT(j.id), COUNT(DISTINCT j.query_id) FROM annotators a LEFT JOIN "
+        "judgements j ON j.annotator_id = a.id AND j.state = 'current' GROUP BY a.id ORDER BY a.id"
+    ).fetchall()
+    annotators = [
+        AnnotatorProgress(annotator=name, judged=judged, queries=nq,
+                          remaining=sum(p.wants(d, name) for p in pools for d in p.grades))
+        for name, judged, nq in per_ann
+    ]
+    queries = [
+        QueryProgress(
+            qid=p.qid, pool_size=len(p.grades), judged_items=sum(1 for g in p.grades.values() if g),
+            complete_items=sum(1 for g in p.grades.values() if len(g) >= p.overlap),
+            annotators=tuple(sorted({a for g in p.grades.values() for a in g})),
+        )
+        for p in pools
+    ]
+    return Progress(annotators=annotators, queries=queries)
