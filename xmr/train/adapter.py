@@ -6,6 +6,9 @@
 * for a frozen text tower, caches its pooled features per caption string (the tower is a fixed
   function, so running MiniLM once per caption instead of once per step saves most of a CPU run;
   only the projection head then trains on them);
+* the same for frozen audio and image towers (pretrained hub towers trained head-only, as LiT and
+  ImageBind do): features are cached per input, keyed by the hash of the tensor the tower sees, so
+  each item's fixed crop goes through the backbone once;
 * embedding of a training :class:`~xmr.train.data.Batch` (or some of its rows).
 """
 
@@ -54,6 +57,7 @@ class ModelAdapter:
         self.device = device
         self._text_cache: dict[str, Any] = {}
         self._text_cache_file: Path | None = None
+        self._media_cache: dict[str, dict[str, Any]] = {}  # modality -> {input hash: features}
         self._frozen: set[str] = set()
         missing = set(modalities) - set(model.modalities)
         if missing:
@@ -168,6 +172,81 @@ class ModelAdapter:
 
     def clear_caches(self) -> None:
         self._text_cache = {}
+        self._media_cache = {}
+
+    # ------------------------------------------------------------------ audio/image feature cache
+    def tower_fixed(self, modality: str) -> bool:
+        """Whether a tower's backbone has no trainable parameter (so its features can be cached)."""
+        if modality == "text":
+            return self._text_tower_fixed()
+        tower = self.unwrapped.towers[modality] if modality in self.unwrapped.modalities else None
+        return tower is not None and not any(p.requires_grad for p in tower.parameters())
+
+    @staticmethod
+    def _input_key(x) -> str:
+        data = x.detach().cpu().contiguous().numpy().tobytes()
+        return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+    def _media_cache_file(self, modality: str, cache_dir: str | Path) -> Path:
+        import torch
+
+        # Named by the tower's config and weights: another tower never reads these features.
+        model = self.unwrapped
+        h = hashlib.sha1(repr(model.config.tower(modality)).encode())
+        for key, t in sorted(model.towers[modality].state_dict().items()):
+            h.update(key.encode())
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return Path(cache_dir) / f"{modality}-features-{h.hexdigest()[:12]}.pt"
+
+    def cache_media_features(self, modality: str, items, *, spec, cache_dir: str | Path | None = None,
+                             batch_size: int = 32, progress: bool = False) -> int:
+        """Run a frozen audio/image tower once over every item of ``items`` (an ``ItemStore``) as
+        ``spec`` makes them (no augmentation: a fixed crop per item); returns how many are cached.
+
+        Does nothing when the tower trains. Later :meth:`embed` calls look the features up by the hash
+        of their input; with ``cache_dir`` they persist across runs.
+        """
+        import torch
+        from tqdm import tqdm
+
+        if not self.tower_fixed(modality):
+            return 0
+        cache = self._media_cache.setdefault(modality, {})
+        file = self._media_cache_file(modality, cache_dir) if cache_dir is not None else None
+        if file is not None and file.exists() and not cache:
+            cache.update(torch.load(file, weights_only=True))
+        before = len(cache)
+        indices = list(range(len(items)))
+        for start in tqdm(range(0, len(indices), batch_size), desc=f"{modality} features",
+                          disable=not progress):
+            batch = items.batch(indices[start:start + batch_size], spec=spec)
+            self._cached_features(modality, getattr(batch, modality))
+        if file is not None and len(cache) > before:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
+            torch.save(cache, tmp)
+            tmp.replace(file)
+        return len(cache)
+
+    def _cached_features(self, modality: str, x):
+        """(B, ...) inputs -> (B, F) backbone features, computing only the inputs not seen before."""
+        import torch
+
+        model = self.unwrapped
+        cache = self._media_cache[modality]
+        keys = [self._input_key(row) for row in x]
+        missing = [k for k, key in enumerate(keys) if key not in cache]
+        if missing:
+            tower = model.towers[modality]
+            was = tower.training
+            tower.eval()
+            with torch.no_grad():
+                rows = x[missing].to(self.device)
+                feats = tower(model.features_input(modality, rows)).float().cpu()
+            tower.train(was)
+            for k, f in zip(missing, feats, strict=True):
+                cache[keys[k]] = f.clone()
+        return torch.stack([cache[key] for key in keys]).to(self.device)
 
     # ------------------------------------------------------------------ embedding
     def embed(self, modality: str, batch, *, rows: slice | None = None):
@@ -181,6 +260,9 @@ class ModelAdapter:
         x = getattr(batch, modality)
         if rows is not None:
             x = x[rows]
+        if modality in self._media_cache and isinstance(x, torch.Tensor) and self.tower_fixed(modality):
+            z = model.heads[modality](self._cached_features(modality, x))
+            return torch.nn.functional.normalize(z, dim=-1)
         return model.embed(modality, x.to(self.device, non_blocking=True), normalize=True) if isinstance(
             x, torch.Tensor) else model.embed(modality, x)
 

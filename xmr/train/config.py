@@ -72,6 +72,8 @@ class OptimConfig:
 
     Norm weights, biases, temperatures (any parameter with fewer than 2 dimensions or a name
     containing ``temperature``/``logit_scale``) get no weight decay, as CLIP training does.
+    ``backbone_lr_scale`` multiplies the learning rate of the towers' backbones (fine-tuning
+    pretrained towers below the rate of the freshly initialised heads; 1 = the same rate).
     """
 
     lr: float = 1e-3
@@ -81,6 +83,7 @@ class OptimConfig:
     warmup_steps: int = 100
     min_lr_ratio: float = 0.0
     clip_grad: float | None = 1.0
+    backbone_lr_scale: float = 1.0
 
 
 @dataclass
@@ -96,6 +99,8 @@ class LoopConfig:
             are always written).
         freeze: towers whose weights are never trained (e.g. ["text"]); their projection heads stay
             trainable unless ``freeze_heads`` is true.
+        cache_frozen_media: run frozen audio/image towers once per item (a fixed crop, no
+            augmentation for that modality) and train their heads on the cached features.
         num_threads: torch CPU threads (0 = leave torch's default).
         progress: show a tqdm bar on rank 0.
     """
@@ -110,6 +115,7 @@ class LoopConfig:
     freeze: list[str] = field(default_factory=list)
     freeze_heads: bool = False
     cache_frozen_text: bool = True
+    cache_frozen_media: bool = True
     num_threads: int = 0
     progress: bool = True
     tensorboard: bool = True

@@ -43,18 +43,26 @@ MODALITY_ORDER = ("audio", "image", "text")
 
 
 # ----------------------------------------------------------------------------- small pieces
-def param_groups(named_params, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: no weight decay on norms, biases, temperatures (1-D tensors, scalars)."""
-    decay, no_decay = [], []
+def param_groups(named_params, weight_decay: float, *, lr: float | None = None,
+                 backbone_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on norms, biases, temperatures (1-D tensors, scalars); with
+    ``backbone_lr_scale`` != 1 the towers' parameters (``towers.*``) get ``lr * backbone_lr_scale``."""
+    decay, no_decay, bb_decay, bb_no_decay = [], [], [], []
     for name, p in named_params:
         if not p.requires_grad:
             continue
         lname = name.lower()
-        if p.ndim < 2 or "temperature" in lname or "logit_scale" in lname or "norm" in lname:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        flat = p.ndim < 2 or "temperature" in lname or "logit_scale" in lname or "norm" in lname
+        backbone = backbone_lr_scale != 1.0 and name.startswith("towers.")
+        ((bb_no_decay if backbone else no_decay) if flat else (bb_decay if backbone else decay)).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if bb_decay or bb_no_decay:
+        if lr is None:
+            raise InputError("param_groups: a backbone_lr_scale needs the base lr")
+        low = lr * backbone_lr_scale
+        groups += [{"params": bb_decay, "weight_decay": weight_decay, "lr": low},
+                   {"params": bb_no_decay, "weight_decay": 0.0, "lr": low}]
+    return groups
 
 
 def lr_factor(step: int, *, total: int, warmup: int, min_ratio: float) -> float:
@@ -192,13 +200,16 @@ class Trainer:
         if cfg.train.cache_frozen_text and "text" in self.modalities:
             self.adapter.cache_text_features(self.train_items.captions, cache_dir=self.cache_dir,
                                              progress=cfg.train.progress and self.info.is_main)
+        self.cached_media = self._cache_frozen_media() if cfg.train.cache_frozen_media else set()
 
         self.loss_fn = self._build_loss()
         self.sampler = self._build_sampler()
         named = list(self.model.named_parameters()) + [
             (f"loss.{n}", p) for n, p in self.loss_fn.named_parameters()]
         self.params = [p for _, p in named if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(param_groups(named, cfg.optim.weight_decay), lr=cfg.optim.lr,
+        groups = param_groups(named, cfg.optim.weight_decay, lr=cfg.optim.lr,
+                              backbone_lr_scale=cfg.optim.backbone_lr_scale)
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr,
                                            betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, total=cfg.train.steps, warmup=cfg.optim.warmup_steps,
@@ -227,6 +238,19 @@ class Trainer:
         if not self.info.is_main:
             items = ItemStore.from_manifest(self.cfg.data.manifest, **kwargs)
         return items
+
+    def _cache_frozen_media(self) -> set[str]:
+        """Frozen audio/image towers: features of every training item's fixed view, computed once."""
+        from xmr.train.data import BatchSpec
+
+        cached = set()
+        for m in ("audio", "image"):
+            if m in self.modalities and self.adapter.tower_fixed(m):
+                spec = BatchSpec(modalities=(m,), audio_samples=self.adapter.audio_samples)
+                self.adapter.cache_media_features(m, self.train_items, spec=spec, cache_dir=self.cache_dir,
+                                                  progress=self.cfg.train.progress and self.info.is_main)
+                cached.add(m)
+        return cached
 
     def _build_loss(self):
         from xmr.train.losses import build_loss
@@ -398,7 +422,9 @@ class Trainer:
         rank_rows = slice(info.rank * self.local_bs, (info.rank + 1) * self.local_bs)
         indices = global_indices[rank_rows]
         spec = BatchSpec(modalities=self.modalities, audio_samples=self.adapter.audio_samples,
-                         random_crop=cfg.data.random_crop, affine=cfg.data.affine,
+                         # a cached frozen tower sees each item's fixed view (its cache key)
+                         random_crop=cfg.data.random_crop and "audio" not in self.cached_media,
+                         affine=cfg.data.affine and "image" not in self.cached_media,
                          affine_degrees=cfg.data.affine_degrees, affine_translate=cfg.data.affine_translate,
                          affine_scale=tuple(cfg.data.affine_scale), caption_choice=cfg.data.caption_choice)
         batch = self.train_items.batch(indices, spec=spec, seed=cfg.seed, step=self.step)
