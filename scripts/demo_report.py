@@ -38,7 +38,7 @@ def evaluate(checkpoint: Path, manifest: Path, split: str, cache: Path) -> dict:
     from xmr.media.audio import load_audio
     from xmr.train.adapter import ModelAdapter
     from xmr.train.data import ItemStore
-    from xmr.train.evaluate import caption_of, embed_audio_items, embed_items, score_directions
+    from xmr.train.evaluate import caption_of, embed_audio_items, embed_items, score_items
 
     torch.set_num_threads(1)
     model = xmr.load_model(checkpoint)
@@ -50,12 +50,12 @@ def evaluate(checkpoint: Path, manifest: Path, split: str, cache: Path) -> dict:
     results: dict = {"split": split, "items": len(items)}
     emb_full = embed_items(adapter, items, caption_index=0)
     texts_full = [caption_of(items, i, 0) for i in range(len(items))]
-    results["full captions"] = score_directions(emb_full, texts=texts_full)
+    results["full captions"] = score_items(emb_full, texts=texts_full)
     adapter.clear_caches()
     emb_content = {"audio": emb_full["audio"], "image": emb_full["image"],
                    "text": embed_items(adapter, items, modalities=("text",), caption_index=1)["text"]}
     texts_content = [caption_of(items, i, 1) for i in range(len(items))]
-    content = score_directions(emb_content, texts=texts_content)
+    content = score_items(emb_content, texts=texts_content)
     results["content-only captions"] = {k: v for k, v in content.items() if "text" in k}
     frame = items.frame
     if "audio_unseen" in frame and frame["audio_unseen"].notna().all():
@@ -66,7 +66,7 @@ def evaluate(checkpoint: Path, manifest: Path, split: str, cache: Path) -> dict:
             return load_audio(paths[i], sample_rate=pre["sample_rate"])
 
         audio_u = embed_audio_items(adapter, items, list(range(len(items))), wave_fn=unseen)
-        res = score_directions({"audio": audio_u, "image": emb_full["image"], "text": emb_full["text"]},
+        res = score_items({"audio": audio_u, "image": emb_full["image"], "text": emb_full["text"]},
                                texts=texts_full)
         results["unseen soundfont"] = {k: v for k, v in res.items() if "audio" in k}
     results["unique captions"] = {"full": len(set(texts_full)), "content-only": len(set(texts_content))}

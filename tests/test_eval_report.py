@@ -42,26 +42,26 @@ def test_multi_positive_counts_best_caption_and_every_caption_query():
     ev = evaluate_embeddings(views, ks=(1, 5))
     audio, text = views[0], views[2]
     s = audio.vectors @ text.vectors.T  # (12 items, 24 captions)
-    # audio->text: the best-ranked of an item's 2 captions counts (VSE++ image->text).
+    # audio→text: the best-ranked of an item's 2 captions counts (VSE++ image→text).
     best = []
     for i in range(12):
         order = np.argsort(-s[i], kind="stable")
         best.append(min(int(np.nonzero(order == 2 * i + k)[0][0]) + 1 for k in (0, 1)))
-    m = ev.table()["audio->text[full]"]
+    m = ev.table()["audio→text[full]"]
     assert m["R@1"] == pytest.approx(np.mean(np.array(best) <= 1))
     assert m["MRR"] == pytest.approx(np.mean(1 / np.array(best)))
     assert (m["n_queries"], m["n_candidates"], m["mean_relevant"]) == (12, 24, 2.0)
-    # text->audio: every caption is a query with its one item.
-    m = ev.table()["text[full]->audio"]
+    # text→audio: every caption is a query with its one item.
+    m = ev.table()["text[full]→audio"]
     assert (m["n_queries"], m["n_candidates"], m["mean_relevant"]) == (24, 12, 1.0)
     assert m["chance"]["R@1"] == pytest.approx(1 / 12)
     assert set(ev.table()) == {
-        "audio->image",
-        "image->audio",
-        "audio->text[full]",
-        "text[full]->audio",
-        "image->text[full]",
-        "text[full]->image",
+        "audio→image",
+        "image→audio",
+        "audio→text[full]",
+        "text[full]→audio",
+        "image→text[full]",
+        "text[full]→image",
     }
 
 
@@ -69,9 +69,9 @@ def test_caption_protocol_marks_items_sharing_a_caption():
     rng = np.random.default_rng(1)
     views, captions = _views(rng)
     ev = evaluate_embeddings(views, captions=captions, ks=(1, 5))
-    m = ev.table("caption")["text[full]->audio"]
+    m = ev.table("caption")["text[full]→audio"]
     # 4 items share "a chorale for organ" -> those 4 captions have 4 relevant items each.
-    pq = ev.per_query["caption"]["text[full]->audio"]
+    pq = ev.per_query["caption"]["text[full]→audio"]
     assert pq.n_relevant.tolist()[:8] == [4, 1, 4, 1, 4, 1, 4, 1]
     assert m["mean_relevant"] == pytest.approx((16 + 4 + 16) / 24)
     rel = protocols.caption_relevance(
@@ -83,7 +83,7 @@ def test_caption_protocol_marks_items_sharing_a_caption():
     ).toarray()
     assert rel[0].sum() == 5  # its own two captions + the shared caption of items 1-3
     assert rel[1].sum() == 2
-    assert "audio->image" not in ev.table("caption")
+    assert "audio→image" not in ev.table("caption")
 
 
 def test_graded_grades_equal_a_plain_loop():
@@ -107,7 +107,7 @@ def test_graded_grades_equal_a_plain_loop():
     views, _ = _views(rng, n_items=3)
     attrs = {"it00": attrs["a"], "it01": attrs["b"], "it02": attrs["c"]}
     ev = evaluate_embeddings(views[:2], attributes=attrs, attribute_names=names, ks=(1, 2))
-    g = ev.table("graded")["audio->image"]
+    g = ev.table("graded")["audio→image"]
     assert set(k for k in g if k.startswith("nDCG")) == {"nDCG@1", "nDCG@2"}
     assert "MRR" not in g and 0 < g["chance"]["nDCG@2"] < 1
 
@@ -127,15 +127,15 @@ def test_report_files_and_comparison(tmp_path):
     bad_views, _ = _views(np.random.default_rng(5), noise=3.0)
     bad = evaluate_embeddings(bad_views, captions=captions, ks=(1, 5, 10))
     cmp = compare_evaluations(good, bad)
-    r = cmp["item"]["audio->image"]["MRR"]
-    assert r["mean_a"] == pytest.approx(good.table()["audio->image"]["MRR"])
+    r = cmp["item"]["audio→image"]["MRR"]
+    assert r["mean_a"] == pytest.approx(good.table()["audio→image"]["MRR"])
     assert 0 < r["randomization"]["p_value"] <= 1
     paths = write_report(good, tmp_path, other=bad, other_label="noisy", compare=cmp)
     doc = json.loads(paths["json"].read_text())
-    assert doc["protocols"]["item"]["audio->image"]["n_candidates"] == 12
-    assert "chance" in doc["protocols"]["item"]["audio->image"]
+    assert doc["protocols"]["item"]["audio→image"]["n_candidates"] == 12
+    assert "chance" in doc["protocols"]["item"]["audio→image"]
     md = paths["markdown"].read_text()
-    assert "| audio->image | 12 | 12 |" in md and "*chance*" in md and "p (randomization)" in md
+    assert "| audio→image | 12 | 12 |" in md and "*chance*" in md and "p (randomization)" in md
     for key in ("rank_cdf_item", "pr_curve_item", "rank_cdf_caption", "pr_curve_caption"):
         with Image.open(paths[key]) as img:
             assert img.size[0] > 300 and img.getextrema() != ((255, 255), (255, 255), (255, 255), (255, 255))
@@ -229,13 +229,13 @@ def test_xmr_eval_end_to_end(tmp_path, tiny_checkpoint, capsys):
     doc = json.loads((out / "metrics.json").read_text())
     item = doc["protocols"]["item"]
     assert doc["n_items"] == 5 and doc["caption_styles"] == ["full", "content"]
-    assert {"audio->image", "image->audio", "audio->text[full]", "text[content]->image"} <= set(item)
-    assert item["audio->image"]["n_candidates"] == 5 and item["audio->image"]["chance"][
+    assert {"audio→image", "image→audio", "audio→text[full]", "text[content]→image"} <= set(item)
+    assert item["audio→image"]["n_candidates"] == 5 and item["audio→image"]["chance"][
         "R@1"
     ] == pytest.approx(0.2)
     assert "graded" in doc["protocols"] and doc["graded_attributes"] == ["genre", "key"]
     # Comparing a checkpoint with itself: no difference, p = 1.
-    same = doc["comparison"]["item"]["audio->image"]["MRR"]
+    same = doc["comparison"]["item"]["audio→image"]["MRR"]
     assert same["randomization"]["p_value"] == 1.0 and same["mean_a"] == same["mean_b"]
     q = doc["qrels"]
     assert q["n_queries"] == 2 and q["n_candidates"] == {"audio": 6, "image": 6}

@@ -106,7 +106,7 @@ def test_exact_store_matches_brute_force_and_filters():
     scores = q @ audio.T
     for qi, row in enumerate(hits):
         order = np.argsort(-scores[qi], kind="stable")[:7]
-        assert [h.id for h in row] == [m["id"][i] for i in order]
+        assert [h.item_id for h in row] == [m["id"][i] for i in order]
         assert [h.rank for h in row] == list(range(1, 8))
         np.testing.assert_allclose([h.score for h in row], scores[qi, order], rtol=1e-5, atol=1e-5)
     filters = {"split": "test", "collection": ["c0", "c2"]}
@@ -114,7 +114,7 @@ def test_exact_store_matches_brute_force_and_filters():
     hits = store.search(q, targets=("audio",), k=5, filters=filters)
     for qi, row in enumerate(hits):
         order = keep[np.argsort(-scores[qi, keep], kind="stable")[:5]]
-        assert [h.id for h in row] == [m["id"][i] for i in order]
+        assert [h.item_id for h in row] == [m["id"][i] for i in order]
         assert all(h.metadata["split"] == "test" and h.metadata["collection"] in ("c0", "c2") for h in row)
     with pytest.raises(InputError, match="genre"):
         store.search(q, targets=("audio",), filters={"genre": "reel"})
@@ -131,7 +131,7 @@ def test_filtered_ann_search_uses_selector_and_keeps_recall(monkeypatch):
     q = text[:300]
     truth = keep[exact_knn(audio[keep], q, 10)[1]]
     hits = store.search(q, targets=("audio",), k=10, filters={"collection": ["c1", "c3"]})
-    found = np.array([[int(h.id[4:]) for h in row] for row in hits])
+    found = np.array([[int(h.item_id[4:]) for h in row] for row in hits])
     assert set(found.ravel()) <= set(keep)
     assert recall_at_k(found, truth, 10) >= 0.9
 
@@ -147,7 +147,7 @@ def test_incremental_add_equals_rebuild(tmp_path):
     for store in (loaded, IndexStore.load(loaded.save(tmp_path / "idx2"))):
         a = store.search(text[:20], targets=("audio",), k=10)
         b = full.search(text[:20], targets=("audio",), k=10)
-        assert [[h.id for h in r] for r in a] == [[h.id for h in r] for r in b]
+        assert [[h.item_id for h in r] for r in a] == [[h.item_id for h in r] for r in b]
         assert store.count("audio") == 3000 and store.info["audio"]["count"] == 3000
 
     # an IVF index keeps its training: adding in two steps gives the same index as adding at once
@@ -199,8 +199,8 @@ def test_text_rows_collapse_to_distinct_items():
                          "caption": [f"cap {i}" for i in range(120)]})
     store = IndexStore.build({"text": text}, {"text": rows}, fingerprint="fp")
     hits = store.search(base[:3], targets=("text",), k=5)[0]
-    assert len(hits) == 5 and len({h.id for h in hits}) == 5
-    assert hits[0].id == "i0" and hits[0].caption.startswith("cap ")
+    assert len(hits) == 5 and len({h.item_id for h in hits}) == 5
+    assert hits[0].item_id == "i0" and hits[0].caption.startswith("cap ")
     assert hits[0].modality == "text"
 
 

@@ -4,6 +4,7 @@ and an epoch boundary inside the interrupted part."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +57,8 @@ def test_interrupt_and_resume_reproduces_weights(tiny_manifest, tmp_path):
     model = xmr.load_model(tmp_path / "part" / "checkpoint")
     vec = model.encode("audio", [np.zeros(8000, np.float32)])
     assert vec.shape == (1, 32) and np.isclose(np.linalg.norm(vec), 1.0, atol=1e-5)
-    logs = (tmp_path / "part" / "log.jsonl").read_text().splitlines()
-    assert any('"kind": "val"' in line and "audio->image/MRR" in line for line in logs)
+    logs = [json.loads(line) for line in (tmp_path / "part" / "log.jsonl").read_text().splitlines()]
+    assert any(rec.get("kind") == "val" and "audio→image/MRR" in rec for rec in logs)
 
 
 def test_resume_refuses_a_different_model(tiny_manifest, tmp_path):

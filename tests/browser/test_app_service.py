@@ -39,7 +39,8 @@ def test_text_search_equals_brute_force_over_the_indexed_vectors(service):
     assert [h.item_id for h in hits] == [i for i, _ in ref]
     np.testing.assert_allclose([h.score for h in hits], [s for _, s in ref], rtol=1e-5)
     assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
-    assert hits[0].caption and hits[0].details["genre"] == service.row(hits[0].item_id)["genre"]
+    shown = service.hit_dict(hits[0])
+    assert shown["caption"] and shown["details"]["genre"] == service.row(hits[0].item_id)["genre"]
 
 
 def test_item_query_finds_itself_first(service, items):
@@ -64,7 +65,7 @@ def test_long_audio_query_is_windowed_and_reports_the_matching_part(service, tmp
     mean = query.audio_windows.mean(axis=0)
     np.testing.assert_allclose(query.vector, mean / np.linalg.norm(mean), atol=1e-6)
     hits = service.search(query, targets=("audio",), k=12)
-    assert all(h.query_offset is not None for h in hits)
+    assert all(h.query_start is not None for h in hits)
 
 
 def test_fused_query_matches_fuse_queries(service, items):
@@ -160,7 +161,7 @@ def test_labelling_round_trip(service):
 def test_label_current_search_needs_a_single_input(service):
     q = service.encode_query(text="a reel for fiddle")
     hits = service.search(q, targets=("audio",), k=3)
-    state = {"inputs": {"text": "a reel for fiddle"}, "hits": [h.to_dict() for h in hits]}
+    state = {"inputs": {"text": "a reel for fiddle"}, "hits": [service.hit_dict(h) for h in hits]}
     qid = service.label_search(state, annotator="bob")
     task = service.next_task("bob", query=qid)
     assert task["item_id"] in {h.item_id for h in hits}
@@ -201,11 +202,11 @@ def test_media_not_on_disk_is_rendered_into_the_cache(service, items, tmp_path):
     import soundfile as sf
     from PIL import Image
 
-    from xmr.app.service import _media_path
+    from xmr.data.files import media_file
 
     row = dict(service.row(items[1]), audio="audio/not-shipped.flac", image="image/not-shipped.png")
-    audio = _media_path(row, "audio", manifest_dir=tmp_path, cache_dir=tmp_path / "cache")
-    image = _media_path(row, "image", manifest_dir=tmp_path, cache_dir=tmp_path / "cache")
+    audio = media_file(row, "audio", manifest_dir=tmp_path, cache_dir=tmp_path / "cache")
+    image = media_file(row, "image", manifest_dir=tmp_path, cache_dir=tmp_path / "cache")
     assert tmp_path / "cache" in audio.parents and tmp_path / "cache" in image.parents
     rendered, _ = sf.read(audio)
     shipped, _ = sf.read(service.row(items[1])["audio"])

@@ -10,7 +10,7 @@ Example::
     service = RetrievalService.from_config(ServiceConfig.from_env())
     query = service.encode_query(text="a slow chorale for organ in a minor key")
     for hit in service.search(query, targets=("audio", "image"), k=5):
-        print(hit.rank, hit.item_id, round(hit.score, 3), hit.caption)
+        print(hit.rank, hit.item_id, round(hit.score, 3), service.hit_dict(hit)["caption"])
 """
 
 from __future__ import annotations
@@ -21,14 +21,29 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xmr import MODALITIES
+from xmr.data.files import media_file
 from xmr.errors import InputError, MissingAssetError, XmrError
+from xmr.eval.directions import score_directions
+from xmr.eval.metrics import summarize
+from xmr.index.query import EncodedQuery, QueryLimits, embed_audio, encode_query
+from xmr.index.store import Hit
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from xmr.index.store import IndexStore
+    from xmr.labels import LabelStore
+    from xmr.models.model import XmrModel
+    from xmr.viz import PCABasis
+
+__all__ = ["EncodedQuery", "Hit", "MapView", "RetrievalService", "ServiceConfig", "directions_report"]
 
 # Metadata columns offered for colouring the map, in this order when the manifest has them.
 COLOR_COLUMNS = ("collection", "genre", "form", "instrument", "key", "mode", "meter", "composer", "split")
@@ -88,89 +103,6 @@ class ServiceConfig:
         return cls(**values)
 
 
-@dataclass
-class EncodedQuery:
-    """A query turned into one vector of the shared space.
-
-    Attributes:
-        vector: (D,) float32, L2-normalised (the fused query when several inputs were given).
-        parts: modality → (D,) embedding of each input that was used.
-        weights: modality → weight of each input in the fusion.
-        audio_windows: (W, D) embeddings of the windows of a long audio query (``None`` when the
-            clip fits in one window); used to say which part of the clip matched a result.
-        window_starts: (W,) start time in seconds of each of those windows.
-        notes: things the visitor should know (truncated text, clip cut into windows, ...).
-    """
-
-    vector: np.ndarray
-    parts: dict[str, np.ndarray]
-    weights: dict[str, float]
-    audio_windows: np.ndarray | None = None
-    window_starts: np.ndarray | None = None
-    window_seconds: float | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def description(self) -> str:
-        """E.g. ``"text (1.0) + audio (0.5)"``."""
-        return " + ".join(f"{m} ({self.weights[m]:g})" for m in self.parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (vectors as lists) for per-visitor state and the API."""
-        out: dict[str, Any] = {"vector": self.vector.tolist(), "weights": dict(self.weights),
-                               "parts": {m: v.tolist() for m, v in self.parts.items()},
-                               "notes": list(self.notes)}
-        if self.audio_windows is not None:
-            out["audio_windows"] = self.audio_windows.tolist()
-            out["window_starts"] = self.window_starts.tolist() if self.window_starts is not None else None
-            out["window_seconds"] = self.window_seconds
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EncodedQuery:
-        """Inverse of :meth:`to_dict`."""
-        windows = data.get("audio_windows")
-        starts = data.get("window_starts")
-        return cls(vector=np.asarray(data["vector"], dtype=np.float32),
-                   parts={m: np.asarray(v, dtype=np.float32) for m, v in data.get("parts", {}).items()},
-                   weights={m: float(w) for m, w in data.get("weights", {}).items()},
-                   audio_windows=None if windows is None else np.asarray(windows, dtype=np.float32),
-                   window_starts=None if starts is None else np.asarray(starts, dtype=np.float64),
-                   window_seconds=data.get("window_seconds"), notes=list(data.get("notes", [])))
-
-
-@dataclass
-class Hit:
-    """One search result.
-
-    Attributes:
-        rank: 1-based rank in the merged result list.
-        item_id: the manifest id of the item.
-        modality: the index (modality) the match was found in.
-        score: cosine similarity of the query and the matched vector.
-        caption: the item's first caption.
-        captions: all captions of the item.
-        details: selected metadata of the item (collection, key, instrument, ...).
-        track_offset: where in the item's audio the match is, in seconds, when the index holds
-            windows of long tracks.
-        query_offset: the start, in seconds, of the window of a long audio *query* that matches this
-            item best (``None`` for short or non-audio queries).
-    """
-
-    rank: int
-    item_id: str
-    modality: str
-    score: float
-    caption: str = ""
-    captions: list[str] = field(default_factory=list)
-    details: dict[str, str] = field(default_factory=dict)
-    track_offset: float | None = None
-    query_offset: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 @dataclass(frozen=True)
 class MapView:
     """The data behind the Explore plot (coordinates already projected)."""
@@ -181,17 +113,6 @@ class MapView:
     color: list[str] | None
     color_name: str
     query: np.ndarray | None
-
-
-def _normalise(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32)
-    n = float(np.linalg.norm(v))
-    return v / n if n > 0 else v
-
-
-def _fmt_time(seconds: float) -> str:
-    seconds = max(float(seconds), 0.0)
-    return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
 def file_payload_path(payload: Any) -> Any:
@@ -223,15 +144,15 @@ class RetrievalService:
     lazy caches are built under a lock).
 
     Args:
-        model: an ``XmrModel`` (``encode(modality, inputs)``, ``sample_rate``, ``audio_window_seconds``,
-            ``fingerprint``, ``modalities``).
-        index: an ``xmr.index.IndexStore`` built by that model.
+        model: the model (``xmr.load_model``).
+        index: the indexes built by that model.
         manifest: the manifest of the indexed items (``xmr.data.manifest.read_manifest``).
         config: paths and limits.
-        labels: an ``xmr.labels.LabelStore`` (``None`` disables labelling).
+        labels: the label store (``None`` disables labelling).
     """
 
-    def __init__(self, *, model: Any, index: Any, manifest: Any, config: ServiceConfig, labels: Any = None):
+    def __init__(self, *, model: XmrModel, index: IndexStore, manifest: pd.DataFrame, config: ServiceConfig,
+                 labels: LabelStore | None = None):
         self.model = model
         self.index = index
         self.manifest = manifest.reset_index(drop=True)
@@ -241,7 +162,7 @@ class RetrievalService:
         self._lock = threading.Lock()
         self._media_locks: dict[tuple[str, str], threading.Lock] = {}
         self._media_cache: dict[tuple[str, str], Path] = {}
-        self._pca = None
+        self._pca: PCABasis | None = None
         self._map_data: tuple[np.ndarray, list[str], list[str]] | None = None
         self._eval_cache: dict[str, Any] | None = None
         self.load_seconds: float | None = None
@@ -269,14 +190,11 @@ class RetrievalService:
         model = xmr.load_model(config.checkpoint)
         index = IndexStore.load(config.index, fingerprint=model.fingerprint)
         manifest = read_manifest(config.manifest)
-        labels = None
-        try:
-            from xmr.labels import LabelStore
+        from xmr.labels import LabelStore
+        from xmr.labels.hub import from_env
 
-            Path(config.labels_db).parent.mkdir(parents=True, exist_ok=True)
-            labels = LabelStore(config.labels_db)
-        except ImportError:  # the labels package is optional for search
-            labels = None
+        # The Hub sync (XMR_LABELS_HUB_REPO) is read here, at the edge, and handed to the store.
+        labels = LabelStore(config.labels_db, sync=from_env())
         service = cls(model=model, index=index, manifest=manifest, config=config, labels=labels)
         service.load_seconds = time.perf_counter() - start
         return service
@@ -304,12 +222,11 @@ class RetrievalService:
 
     @property
     def fingerprint(self) -> str:
-        return str(getattr(self.model, "fingerprint", ""))
+        return str(self.model.fingerprint)
 
     def targets(self) -> list[str]:
         """Modalities that have an index, in the canonical order."""
-        have = set(_index_modalities(self.index))
-        return [m for m in MODALITIES if m in have]
+        return list(self.index.modalities)
 
     def has_item(self, item_id: str) -> bool:
         return str(item_id) in self._rows
@@ -361,8 +278,8 @@ class RetrievalService:
             cached = self._media_cache.get(key)
             if cached is not None and cached.exists():
                 return cached
-            path = _media_path(row, modality, manifest_dir=Path(self.config.manifest).parent,
-                               cache_dir=Path(self.config.cache_dir))
+            path = media_file(row, modality, manifest_dir=Path(self.config.manifest).parent,
+                              cache_dir=Path(self.config.cache_dir))
             self._media_cache[key] = path
             return path
 
@@ -393,91 +310,30 @@ class RetrievalService:
 
     # ------------------------------------------------------------------ queries
 
+    @property
+    def limits(self) -> QueryLimits:
+        """What a visitor may send (from the config)."""
+        cfg = self.config
+        return QueryLimits(max_audio_seconds=cfg.max_audio_seconds, max_image_pixels=cfg.max_image_pixels,
+                           max_text_chars=cfg.max_text_chars)
+
     def encode_query(self, *, audio: Any = None, image: Any = None, text: str | None = None,
                      weights: Mapping[str, float] | None = None) -> EncodedQuery:
-        """Encode any combination of an audio clip, an image and a text into one query vector.
-
-        Each input is embedded alone, then the inputs are fused by ``xmr.index.fuse_queries``
-        (each embedding normalised first, so no modality dominates; weights may be negative). An
-        input whose weight is 0 is ignored.
+        """Encode any combination of an audio clip, an image and a text into one query vector:
+        :func:`xmr.index.encode_query` (the query path of ``xmr search`` and ``xmr eval`` too) with
+        this app's limits.
 
         Args:
             audio: a path, bytes, a ``{"path": ...}`` payload or ``(sample_rate, ndarray)``.
             image: a path, bytes, a payload, a data URL payload, a PIL image or an array.
             text: free text (normalised; cut at ``max_text_chars`` with a note).
-            weights: modality → weight (default 1.0 each).
+            weights: modality → weight (default 1.0 each); an input of weight 0 is ignored.
 
         Raises:
             InputError: nothing to search with, or an input that cannot be decoded.
         """
-        weights = {m: float((weights or {}).get(m, 1.0)) for m in MODALITIES}
-        audio = file_payload_path(audio)
-        image = file_payload_path(image)
-        text = text.strip() if isinstance(text, str) else text
-        given = {"audio": audio is not None, "image": image is not None, "text": bool(text)}
-        if not any(given.values()):
-            raise InputError("the query is empty: record or upload a music clip, add an image, "
-                             "or type a text")
-        used = [m for m in MODALITIES if given[m] and weights[m] != 0.0]
-        if not used:
-            raise InputError("every input of the query has weight 0; give at least one input a "
-                             "non-zero weight")
-        parts: dict[str, np.ndarray] = {}
-        notes: list[str] = []
-        windows = starts = None
-        window_seconds = None
-        for m in used:
-            if m not in self.model.modalities:
-                raise InputError(f"this model has no {m} encoder")
-        if "text" in used:
-            from xmr.media.text import normalize_text
-
-            norm = normalize_text(text, max_chars=self.config.max_text_chars)
-            if norm.truncated:
-                notes.append(f"the text was cut to its first {self.config.max_text_chars} characters")
-            parts["text"] = self.model.encode("text", [norm.text])[0]
-        if "image" in used:
-            from xmr.media.image import load_image
-
-            img = load_image(image, max_pixels=self.config.max_image_pixels)
-            parts["image"] = self.model.encode("image", [img])[0]
-        if "audio" in used:
-            vec, windows, starts, window_seconds = self._encode_audio(audio)
-            parts["audio"] = vec
-            if windows is not None:
-                notes.append(f"the clip was cut into {len(windows)} windows of {window_seconds:g} s "
-                             "(50% overlap); its vector is their mean")
-        parts = {m: parts[m] for m in used}  # canonical order: audio, image, text
-        if len(parts) == 1:
-            vector = _normalise(next(iter(parts.values())) * np.sign(weights[used[0]]))
-        else:
-            from xmr.index import fuse_queries
-
-            vector = np.asarray(fuse_queries([parts[m] for m in used], [weights[m] for m in used]),
-                                dtype=np.float32).reshape(-1)
-        if not np.all(np.isfinite(vector)) or float(np.linalg.norm(vector)) == 0.0:
-            raise InputError("the weighted inputs cancel out; change the weights")
-        return EncodedQuery(vector=vector, parts=parts, weights={m: weights[m] for m in used},
-                            audio_windows=windows, window_starts=starts, window_seconds=window_seconds,
-                            notes=notes)
-
-    def _encode_audio(self, src: Any
-                      ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, float | None]:
-        """Track vector of a clip, exactly as the index embeds its tracks (``xmr.index.embed_tracks``):
-        a clip longer than the model's window is cut into fixed 50%-overlap windows whose embeddings
-        are averaged (Nakatsuka et al. 2023, Sec. 4.1.2); the window vectors are kept to say where a
-        result matches."""
-        from xmr.index import embed_tracks
-        from xmr.media.audio import load_audio
-
-        sr = int(self.model.sample_rate)
-        wave = load_audio(src, sample_rate=sr, max_seconds=self.config.max_audio_seconds)
-        seconds = float(self.model.audio_window_seconds)
-        track = embed_tracks(lambda w: self.model.encode("audio", w), [wave], sample_rate=sr,
-                             window_seconds=seconds)[0]
-        if len(track.windows) <= 1:
-            return track.vector, None, None, None
-        return track.vector, track.windows, track.starts, seconds
+        return encode_query(self.model, audio=file_payload_path(audio), image=file_payload_path(image),
+                            text=text, weights=weights, limits=self.limits)
 
     def encode_item(self, item_id: str, modality: str) -> EncodedQuery:
         """A query made from an indexed item's own audio, image or first caption ("use as query")."""
@@ -509,25 +365,23 @@ class RetrievalService:
         k = int(k)
         if not 1 <= k <= self.config.max_k:
             raise InputError(f"k must be between 1 and {self.config.max_k}, got {k}")
-        # each target may return the same items (an item's audio and its image), so ask for k per
-        # target and keep every item once, at its best score
-        raw = _index_search(self.index, query.vector[None, :], targets=tuple(targets), k=k * len(targets))
-        best: dict[str, tuple[float, str, float | None]] = {}
-        for item_id, modality, score, offset in raw[0]:
-            prev = best.get(item_id)
-            if prev is None or score > prev[0]:
-                best[item_id] = (score, modality, offset)
-        order = sorted(best.items(), key=lambda kv: (-kv[1][0], MODALITIES.index(kv[1][1]), kv[0]))[:k]
-        query_offsets = self._query_window_offsets(query, [i for i, _ in order], targets) \
-            if query.audio_windows is not None else {}
-        hits = []
-        for rank, (item_id, (score, modality, offset)) in enumerate(order, start=1):
-            caps = self.captions(item_id) if self.has_item(item_id) else []
-            hits.append(Hit(rank=rank, item_id=item_id, modality=modality, score=float(score),
-                            caption=caps[0] if caps else "", captions=caps,
-                            details=self.details(item_id) if self.has_item(item_id) else {},
-                            track_offset=offset, query_offset=query_offsets.get(item_id)))
+        hits = self.index.search(query.vector, targets=targets, k=k, distinct_items=True)[0]
+        if query.audio_windows is not None:
+            starts = self._query_window_offsets(query, [h.item_id for h in hits], targets)
+            for h in hits:
+                h.query_start = starts.get(h.item_id)
         return hits
+
+    def hit_dict(self, hit: Hit) -> dict[str, Any]:
+        """A result as the app shows it and its API returns it: ``rank``, ``item_id``, ``modality``,
+        ``score``, ``caption`` (the item's first), ``captions``, ``details``, ``track_offset`` (where
+        in the track it matches, seconds) and ``query_offset`` (where in a long audio query)."""
+        known = self.has_item(hit.item_id)
+        caps = self.captions(hit.item_id) if known else []
+        return {"rank": hit.rank, "item_id": hit.item_id, "modality": hit.modality, "score": float(hit.score),
+                "caption": caps[0] if caps else "", "captions": caps,
+                "details": self.details(hit.item_id) if known else {}, "track_offset": hit.start,
+                "query_offset": hit.query_start}
 
     def _query_window_offsets(self, query: EncodedQuery, item_ids: list[str], targets: Sequence[str]
                               ) -> dict[str, float]:
@@ -536,13 +390,12 @@ class RetrievalService:
         windows = query.audio_windows
         starts = query.window_starts
         depth = min(max(4 * len(item_ids), 20), self.config.max_k * 4)
-        raw = _index_search(self.index, windows, targets=tuple(targets), k=depth)
         best: dict[str, tuple[float, float]] = {}
         wanted = set(item_ids)
-        for w, rows in enumerate(raw):
-            for item_id, _, score, _ in rows:
-                if item_id in wanted and (item_id not in best or score > best[item_id][0]):
-                    best[item_id] = (score, float(starts[w]))
+        for w, hits in enumerate(self.index.search(windows, targets=targets, k=depth, distinct_items=True)):
+            for h in hits:
+                if h.item_id in wanted and (h.item_id not in best or h.score > best[h.item_id][0]):
+                    best[h.item_id] = (h.score, float(starts[w]))
         return {i: v[1] for i, v in best.items()}
 
     # ------------------------------------------------------------------ the map (Explore)
@@ -558,7 +411,7 @@ class RetrievalService:
                 if self._map_data is None:
                     vecs, mods, ids = [], [], []
                     for m in self.targets():
-                        v, i = _index_vectors(self.index, m)
+                        v, i = self.index.vectors(m)
                         vecs.append(v)
                         mods += [m] * len(i)
                         ids += list(i)
@@ -870,21 +723,18 @@ class RetrievalService:
             raise XmrError(f"the {split} split has too few items to compare on")
         a_vecs, b_vecs = {}, {}
         for m, (v, ids) in mine.items():
-            if m not in getattr(other, "modalities", MODALITIES):
+            if m not in other.modalities:
                 continue
             pos = {i: n for n, i in enumerate(ids)}
             a_vecs[m] = (v[[pos[i] for i in common]], common)
             if m == "text":
                 vecs = other.encode("text", [self.captions(i)[0] for i in common])
             elif m == "audio":  # track vectors, windowed as the index embeds them
-                from xmr.index import embed_tracks
                 from xmr.media.audio import load_audio
 
-                sr = int(other.sample_rate)
-                waves = [load_audio(str(self.media(i, "audio")), sample_rate=sr) for i in common]
-                tracks = embed_tracks(lambda w: other.encode("audio", w), waves, sample_rate=sr,
-                                      window_seconds=float(other.audio_window_seconds))
-                vecs = np.stack([t.vector for t in tracks])
+                waves = [load_audio(str(self.media(i, "audio")), sample_rate=int(other.sample_rate))
+                         for i in common]
+                vecs = np.stack([t.vector for t in embed_audio(other, waves)])
             else:
                 vecs = other.encode(m, [str(self.media(i, m)) for i in common])
             b_vecs[m] = (np.asarray(vecs, dtype=np.float32), common)
@@ -895,7 +745,7 @@ class RetrievalService:
             if d in b:
                 rows[d] = {"a": a[d]["metrics"], "b": b[d]["metrics"],
                            "test": compare_per_query(a[d]["rr"], b[d]["rr"], n_resamples=5000)}
-        return {"a": self.fingerprint, "b": str(getattr(other, "fingerprint", path)), "n_items": len(common),
+        return {"a": self.fingerprint, "b": str(other.fingerprint), "n_items": len(common),
                 "directions": rows}
 
 
@@ -910,53 +760,6 @@ def _short(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _media_path(row: dict[str, Any], modality: str, *, manifest_dir: Path, cache_dir: Path) -> Path:
-    """The file of an item's view: on disk already, or rendered by the corpus module."""
-    value = row.get(modality)
-    if isinstance(value, str) and value and Path(value).is_file():
-        return Path(value)
-    try:
-        from xmr.data.corpus import media_path
-    except ImportError:
-        raise XmrError(f"the {modality} of item {row.get('id')} is not on disk and cannot be rendered "
-                       "here") from None
-    return Path(media_path(row, modality, manifest_dir=manifest_dir, cache_dir=cache_dir))
-
-
-def _index_modalities(index: Any) -> list[str]:
-    for name in ("modalities", "targets"):
-        value = getattr(index, name, None)
-        if value is not None:
-            return list(value() if callable(value) else value)
-    raise XmrError("the index store does not say which modalities it holds")
-
-
-def _index_search(index: Any, vectors: np.ndarray, *, targets: tuple[str, ...], k: int
-                  ) -> list[list[tuple[str, str, float, float | None]]]:
-    """Search and return, per query row, ``(item_id, modality, score, track_offset)`` tuples."""
-    raw = index.search(np.ascontiguousarray(vectors, dtype=np.float32), targets=targets, k=k)
-    out = []
-    for row in raw:
-        hits = []
-        for h in row:
-            get = h.get if isinstance(h, Mapping) else (lambda name, default=None, _h=h: getattr(_h, name,
-                                                                                                default))
-            item_id = get("id", None) or get("item_id", None)
-            offset = get("offset", None)
-            if offset is None:
-                offset = get("start", None)
-            hits.append((str(item_id), str(get("modality", None)), float(get("score", 0.0)),
-                         None if offset is None else float(offset)))
-        out.append(hits)
-    return out
-
-
-def _index_vectors(index: Any, modality: str) -> tuple[np.ndarray, list[str]]:
-    """All vectors of one modality's index and their item ids."""
-    vecs, ids = index.vectors(modality)
-    return np.asarray(vecs, dtype=np.float32), [str(i) for i in ids]
-
-
 def _split_vectors(service: RetrievalService, split: str) -> dict[str, tuple[np.ndarray, list[str]]]:
     """Per modality, one indexed vector per item of the split (the first, e.g. of the first caption)."""
     df = service.manifest
@@ -964,7 +767,7 @@ def _split_vectors(service: RetrievalService, split: str) -> dict[str, tuple[np.
         set(df["id"].astype(str))
     out = {}
     for m in service.targets():
-        v, ids = _index_vectors(service.index, m)
+        v, ids = service.index.vectors(m)
         first: dict[str, int] = {}
         for n, i in enumerate(ids):
             if i in in_split and i not in first:
@@ -976,7 +779,8 @@ def _split_vectors(service: RetrievalService, split: str) -> dict[str, tuple[np.
 
 def directions_report(vectors: Mapping[str, tuple[np.ndarray, list[str]]], *, max_queries: int = 2000,
                       ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, Any]:
-    """Every direction between the modalities, one-to-one relevance (an item's own other view).
+    """Every direction between the modalities, one-to-one relevance (an item's own other view),
+    scored by :func:`xmr.eval.directions.score_directions`.
 
     Args:
         vectors: modality → ((N, D) vectors, N item ids).
@@ -986,30 +790,12 @@ def directions_report(vectors: Mapping[str, tuple[np.ndarray, list[str]]], *, ma
         ``{"audio→image": {"metrics": {...}, "ranks": [...], "rr": [...], "query_ids": [...],
         "n_candidates": N, "n_queries": Q}, ...}`` with the metrics of ``xmr.eval`` (chance included).
     """
-    from xmr.eval import per_query_metrics, summarize
-
     out: dict[str, Any] = {}
-    rng = np.random.default_rng(0)
-    for qm, (qv, qids) in vectors.items():
-        for tm, (tv, tids) in vectors.items():
-            if qm == tm:
-                continue
-            common = sorted(set(qids) & set(tids))
-            if len(common) < 2:
-                continue
-            if len(common) > max_queries:
-                common = sorted(rng.choice(common, size=max_queries, replace=False).tolist())
-            q_pos = {i: n for n, i in enumerate(qids)}
-            t_pos = {i: n for n, i in enumerate(tids)}
-            scores = qv[[q_pos[i] for i in common]] @ tv.T  # (Q, N) cosine similarities
-            relevant = np.zeros(scores.shape, dtype=bool)
-            relevant[np.arange(len(common)), [t_pos[i] for i in common]] = True
-            pq = per_query_metrics(scores, relevant, ks=ks)
-            summary = summarize(pq)
-            out[f"{qm}→{tm}"] = {
-                "metrics": summary, "ranks": pq.first_rank.astype(int).tolist(), "rr": pq.rr.tolist(),
-                "query_ids": common, "n_candidates": int(scores.shape[1]), "n_queries": len(common),
-            }
+    for key, d in score_directions(vectors, ks=ks, max_queries=max_queries).items():
+        pq = d.per_query
+        out[key] = {"metrics": summarize(pq), "ranks": pq.first_rank.astype(int).tolist(),
+                    "rr": pq.rr.tolist(), "query_ids": d.query_ids, "n_candidates": d.n_candidates,
+                    "n_queries": len(d.query_ids)}
     return out
 
 

@@ -191,15 +191,15 @@ def build_blocks(service: RetrievalService):
             raise InputError("choose at least one target modality (audio, image or text) to search in")
         query = service.encode_query(audio=audio, image=image, text=text,
                                      weights={"audio": w_audio, "image": w_image, "text": w_text})
-        hits = service.search(query, targets=targets, k=int(k))
+        results = [service.hit_dict(h) for h in service.search(query, targets=targets, k=int(k))]
         inputs = {"text": text if isinstance(text, str) and text.strip() else None,
                   "audio": _payload_path(audio), "image": _payload_path(image)}
-        state = {"query": query.to_dict(), "inputs": inputs, "hits": [h.to_dict() for h in hits],
+        state = {"query": query.to_dict(), "inputs": inputs, "hits": results,
                  "fingerprint": service.fingerprint}
-        status = f"**{len(hits)} results** for a query of {query.description} in {', '.join(targets)}."
+        status = f"**{len(results)} results** for a query of {query.description} in {', '.join(targets)}."
         if query.notes:
             status += " " + "; ".join(query.notes) + "."
-        return [h.to_dict() for h in hits], state, status
+        return results, state, status
 
     def show_results(results):
         # cards at once with what is ready; pictures still to render come in the next step

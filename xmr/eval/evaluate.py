@@ -7,8 +7,8 @@ The layers, each usable alone (the trainer's hook and the app's Evaluate tab cal
   protocol and the graded protocol (see :mod:`xmr.eval.protocols`), each with its candidate-set
   size and random-chance values.
 - :func:`embed_split` -- a model and manifest rows in, :class:`View` objects out. Audio is
-  embedded as in seed 003's test protocol (§4.1.3): the mean of the embeddings of the model's
-  window over crops with 50% overlap, re-normalised.
+  embedded as in the test protocol of Nakatsuka et al. (2023, Sec. 4.1.3): the mean of the
+  embeddings of the model's window over crops with 50% overlap, re-normalised.
 - :func:`evaluate_checkpoint` -- a checkpoint folder and a manifest in, an :class:`Evaluation`.
 - :func:`evaluate_qrels_set` -- a checkpoint on a human-labelled set (``NAME.qrels`` +
   ``NAME.queries.jsonl``): nDCG@10, MAP, P@10, R@10 and judged@10.
@@ -19,14 +19,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xmr.data.files import media_file
 from xmr.errors import InputError, ManifestError
 from xmr.eval import protocols
 from xmr.eval.compare import compare_per_query
-from xmr.eval.metrics import PerQuery, ScoreRows, per_query_metrics, summarize
+from xmr.eval.directions import score_directions
+from xmr.eval.metrics import PerQuery, summarize
+from xmr.index.query import embed_audio, encode_query
+
+if TYPE_CHECKING:
+    from xmr.models.model import XmrModel
 
 DEFAULT_KS = (1, 5, 10, 25, 50, 100)
 # Metadata compared by the graded protocol, where the manifest has them (the demo corpus does).
@@ -104,7 +110,7 @@ def evaluate_embeddings(
     Example:
         >>> a = View("audio", "audio", np.eye(3), ["x", "y", "z"])
         >>> b = View("image", "image", np.eye(3), ["x", "y", "z"])
-        >>> evaluate_embeddings([a, b], ks=(1,)).table()["audio->image"]["R@1"]
+        >>> evaluate_embeddings([a, b], ks=(1,)).table()["audio→image"]["R@1"]
         1.0
     """
     by_name = {v.name: v for v in views}
@@ -127,23 +133,29 @@ def evaluate_embeddings(
         metrics["protocols"].setdefault(protocol, {})[direction] = summary
         per_query.setdefault(protocol, {})[direction] = pq
 
-    for qn, cn in protocols.directions({v.name: v.modality for v in views}):
+    vectors = {v.name: (v.vectors, v.item_ids) for v in views}
+    modalities = {v.name: v.modality for v in views}
+
+    def caption_rel(qn: str, cn: str, q_ids: list[str], c_ids: list[str]):
         q, c = by_name[qn], by_name[cn]
-        direction = f"{qn}->{cn}"
-        scores = ScoreRows(q.vectors, c.vectors)
-        rel = protocols.item_relevance(q.item_ids, c.item_ids)
-        record("item", direction, per_query_metrics(scores, rel, ks=ks, chunk_size=chunk_size))
         text_side = q if q.modality == "text" else c if c.modality == "text" else None
-        if captions and text_side is not None and text_side.style in captions:
-            rel = protocols.caption_relevance(
-                q.item_ids, c.item_ids, captions[text_side.style], query_is_text=q is text_side,
-                query_texts=q.texts, candidate_texts=c.texts)
-            record("caption", direction, per_query_metrics(scores, rel, ks=ks, chunk_size=chunk_size))
-        if attributes and attribute_names:
-            grades = protocols.attribute_grades(q.item_ids, c.item_ids, attributes, attribute_names)
-            pq = per_query_metrics(scores, grades, ks=ks, chunk_size=chunk_size)
-            record("graded", direction, pq,
-                   keep=("n_queries", "n_candidates", "n_queries_without_relevant", "mean_relevant", "nDCG"))
+        if not captions or text_side is None or text_side.style not in captions:
+            return None
+        return protocols.caption_relevance(q_ids, c_ids, captions[text_side.style],
+                                           query_is_text=q is text_side, query_texts=q.texts,
+                                           candidate_texts=c.texts)
+
+    def graded_rel(qn: str, cn: str, q_ids: list[str], c_ids: list[str]):
+        return protocols.attribute_grades(q_ids, c_ids, attributes, attribute_names)
+
+    runs: list[tuple[str, Any, Any]] = [("item", None, None), ("caption", caption_rel, None)]
+    if attributes and attribute_names:
+        runs.append(("graded", graded_rel,
+                     ("n_queries", "n_candidates", "n_queries_without_relevant", "mean_relevant", "nDCG")))
+    for protocol, relevance, keep in runs:
+        scored = score_directions(vectors, relevance, modalities=modalities, ks=ks, chunk_size=chunk_size)
+        for direction, result in scored.items():
+            record(protocol, direction, result.per_query, keep)
     if attribute_names and attributes:
         metrics["graded_attributes"] = list(attribute_names)
     return Evaluation(metrics=metrics, per_query=per_query)
@@ -161,54 +173,29 @@ def _progress(items, desc: str, enabled: bool):
     return tqdm(items, desc=desc, unit="item", leave=False)
 
 
-def item_media_path(row, column: str, *, manifest_dir=None) -> Path:
-    """The file of an item's ``column`` ("audio", "image", "audio_unseen") on disk.
-
-    The manifest's own path when the file exists; for demo-corpus rows (which carry ``source``)
-    :func:`xmr.data.corpus.media_path` renders it on demand into the cache.
-    """
-    value = row.get(column) if hasattr(row, "get") else row[column]
-    if isinstance(value, str) and value:
-        p = Path(value)
-        if not p.is_absolute() and manifest_dir is not None:
-            p = Path(manifest_dir) / p
-        if p.is_file():
-            return p
-    has_source = (hasattr(row, "get") and row.get("source") is not None)
-    if has_source:
-        from xmr.data.corpus import media_path
-
-        return media_path(row, column, manifest_dir=manifest_dir)
-    raise InputError(f"item {row['id']}: {column} file {value!r} not found")
-
-
-def embed_audio_files(model, paths: Sequence, *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
-    """(N, D) embeddings of audio files: mean over 50%-overlapping windows, re-normalised (seed 003)."""
+def embed_audio_files(model: XmrModel, paths: Sequence, *, batch_size: int = 32,
+                      progress: bool = False) -> np.ndarray:
+    """(N, D) track vectors of audio files, embedded as the index embeds tracks
+    (:func:`xmr.index.embed_audio`: the mean of 50%-overlap windows, re-normalised)."""
     from xmr.media.audio import load_audio
-    from xmr.media.features import fixed_windows
 
-    win = int(round(model.audio_window_seconds * model.sample_rate))
-    out = np.zeros((len(paths), int(model.embed_dim)), dtype=np.float64)
-    crops: list[np.ndarray] = []
+    out = np.zeros((len(paths), int(model.embed_dim)), dtype=np.float32)
+    waves: list[np.ndarray] = []
     owner: list[int] = []
 
     def flush():
-        if crops:
-            emb = model.encode("audio", crops, batch_size=batch_size)
-            np.add.at(out, np.asarray(owner), emb)
-            crops.clear()
+        if waves:
+            out[owner] = np.stack([t.vector for t in embed_audio(model, waves, batch_size=batch_size)])
+            waves.clear()
             owner.clear()
 
     for i, path in enumerate(_progress(paths, "embed audio", progress)):
-        wave = load_audio(path, sample_rate=model.sample_rate)
-        for a, b in fixed_windows(len(wave), win, overlap=0.5):
-            crops.append(wave[a:b])  # the model zero-pads a short last window
-            owner.append(i)
-        if len(crops) >= 4 * batch_size:
+        waves.append(load_audio(path, sample_rate=model.sample_rate))
+        owner.append(i)
+        if len(waves) >= batch_size:  # a bounded number of decoded files at a time
             flush()
     flush()
-    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-    return out.astype(np.float32)
+    return out
 
 
 def _caption_lists(df, style: str) -> list[list[str]]:
@@ -269,12 +256,12 @@ def embed_split(model, df, *, manifest_dir=None, caption_styles: Sequence[str] =
     for column in audio_cols:
         idx = _has_media(df, column)
         if "audio" in wanted and idx:
-            paths = [item_media_path(rows[i], column, manifest_dir=manifest_dir) for i in idx]
+            paths = [media_file(rows[i], column, manifest_dir=manifest_dir) for i in idx]
             vecs = embed_audio_files(model, paths, batch_size=batch_size, progress=progress)
             views.append(View(column, "audio", vecs, [ids[i] for i in idx]))
     idx = _has_media(df, "image")
     if "image" in wanted and idx:
-        paths = [str(item_media_path(rows[i], "image", manifest_dir=manifest_dir)) for i in idx]
+        paths = [str(media_file(rows[i], "image", manifest_dir=manifest_dir)) for i in idx]
         vecs = model.encode("image", paths, batch_size=batch_size)
         views.append(View("image", "image", vecs, [ids[i] for i in idx]))
     if "text" in wanted:
@@ -348,7 +335,7 @@ def evaluate_checkpoint(
     Example:
         >>> ev = evaluate_checkpoint(checkpoint="checkpoints/demo",
         ...                          manifest="assets/demo/manifest.parquet")  # doctest: +SKIP
-        >>> ev.table()["audio->image"]["MRR"], ev.table()["audio->image"]["n_candidates"]  # doctest: +SKIP
+        >>> ev.table()["audio→image"]["MRR"], ev.table()["audio→image"]["n_candidates"]  # doctest: +SKIP
     """
     import xmr
 
@@ -470,37 +457,25 @@ def evaluate_qrels_set(
             cand_vecs[v.modality], cand_ids[v.modality] = v.vectors, v.item_ids
     rows_by_id = {str(r["id"]): r for _, r in df.iterrows()}
 
-    # Embed the queries by modality.
+    # Each query through the one query path of the app and ``xmr search``.
     qvec: dict[str, np.ndarray] = {}
-    for modality in ("audio", "image", "text"):
-        rows = [r for r in query_rows if r["modality"] == modality]
-        if not rows:
-            continue
-        inputs = []
-        for r in rows:
-            if modality == "text":
-                text = r.get("text") or None
-                if text is None and _query_source(r) in rows_by_id:
-                    caps = _caption_lists(df[df["id"].astype(str) == _query_source(r)], "full")[0]
-                    text = caps[0] if caps else None
-                if not text:
-                    raise InputError(f"text query {r['qid']} has no text")
-                inputs.append(str(text))
-                continue
-            if r.get("media"):  # made absolute by read_queries
-                inputs.append(Path(r["media"]))
-            elif _query_source(r) in rows_by_id:
-                src_row = rows_by_id[_query_source(r)]
-                inputs.append(item_media_path(src_row, modality, manifest_dir=manifest_dir))
-            else:
-                raise InputError(f"{modality} query {r['qid']} has neither a media path nor a source item")
-        if modality == "audio":
-            vecs = embed_audio_files(model, inputs, batch_size=batch_size)
+    for r in query_rows:
+        modality = r["modality"]
+        if modality == "text":
+            text = r.get("text") or None
+            if text is None and _query_source(r) in rows_by_id:
+                caps = _caption_lists(df[df["id"].astype(str) == _query_source(r)], "full")[0]
+                text = caps[0] if caps else None
+            if not text:
+                raise InputError(f"text query {r['qid']} has no text")
+            value: Any = str(text)
+        elif r.get("media"):  # made absolute by read_queries
+            value = r["media"]
+        elif _query_source(r) in rows_by_id:
+            value = str(media_file(rows_by_id[_query_source(r)], modality, manifest_dir=manifest_dir))
         else:
-            vecs = model.encode(modality, [str(x) for x in inputs] if modality == "image" else inputs,
-                                batch_size=batch_size)
-        for r, v in zip(rows, vecs, strict=True):
-            qvec[str(r["qid"])] = v
+            raise InputError(f"{modality} query {r['qid']} has neither a media path nor a source item")
+        qvec[str(r["qid"])] = encode_query(model, **{modality: value}).vector
 
     run: dict[str, dict[str, float]] = {}
     for r in query_rows:

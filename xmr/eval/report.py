@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from xmr.eval.directions import split_direction
 from xmr.eval.evaluate import Evaluation
 from xmr.eval.metrics import RECALL_LEVELS, chance_rank_cdf
 
@@ -108,10 +109,10 @@ def _qrels_table(result: Mapping[str, Any]) -> str:
 
 
 def _pair_panels(dirs: Mapping[str, Any]) -> list[list[str]]:
-    """Directions grouped by their pair of views: ``[["audio->image", "image->audio"], ...]``."""
+    """Directions grouped by their pair of views: ``[["audio→image", "image→audio"], ...]``."""
     groups: dict[frozenset, list[str]] = {}
     for direction in dirs:
-        groups.setdefault(frozenset(direction.split("->")), []).append(direction)
+        groups.setdefault(frozenset(split_direction(direction)), []).append(direction)
     return list(groups.values())
 
 

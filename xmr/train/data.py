@@ -10,6 +10,13 @@ Randomness (audio crop position, affine parameters, caption choice) is drawn fro
 seeded by ``(seed, step, item)``, never from a stateful stream: the same global batch therefore
 gets the same augmentation whatever the number of processes, and a resumed run continues exactly.
 
+Aligned sub-excerpts: with ``BatchSpec.span_prob > 0`` an item with a bar alignment (manifest
+columns ``bar_onsets, bar_ends, bar_x0, bar_x1``) is, with that probability, cut to a random run
+of ``span_min_bars``..``span_max_bars`` consecutive bars that fits the audio window: the audio from
+the first bar's onset to the last bar's end, the image from the first bar's left to the last bar's
+right pixel column (cut from a cache of the images at the model's height, then fitted like any
+image), so both views hold the same bars. The span is drawn from its own seeded generator.
+
 Example:
     >>> items = ItemStore.from_manifest("corpus/manifest.parquet", split="train",  # doctest: +SKIP
     ...                                 sample_rate=16000, image_size=(96, 384), image_mode="L",
@@ -21,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +49,9 @@ class BatchSpec:
     affine_translate: float = 0.15
     affine_scale: tuple[float, float] = (0.75, 1.25)
     caption_choice: str = "first"
+    span_prob: float = 0.0      # probability of an aligned span of bars instead of the whole excerpt
+    span_min_bars: int = 2
+    span_max_bars: int = 4
 
 
 @dataclass
@@ -54,13 +63,15 @@ class Batch:
     image: Any = None      # torch (B, C, H, W) float32 in [0, 1]
     text: list[str] = field(default_factory=list)
     present: dict[str, Any] = field(default_factory=dict)  # modality -> torch.bool (B,)
+    spans: list[tuple[int, int] | None] = field(default_factory=list)  # bars (first, last) or None
 
 
-def _generator(seed: int, step: int, index: int):
+def _generator(seed: int, step: int, index: int, salt: str = ""):
     import torch
 
     # A stable 63-bit seed per (run seed, step, item): independent of process count and history.
-    digest = hashlib.blake2b(f"{seed}:{step}:{index}".encode(), digest_size=8).digest()
+    key = f"{seed}:{step}:{index}" + (f":{salt}" if salt else "")
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
 
 
@@ -117,7 +128,7 @@ class ItemStore:
     """
 
     def __init__(self, frame, *, audio: np.ndarray | None, audio_offsets: np.ndarray | None,
-                 images: np.ndarray | None, sample_rate: int):
+                 images: np.ndarray | None, sample_rate: int, strips: dict[str, Any] | None = None):
         self.frame = frame.reset_index(drop=True)
         self.ids = [str(x) for x in self.frame["id"]]
         self.captions = [_caption_list(c) for c in self.frame["caption"]] if "caption" in frame else [
@@ -134,6 +145,8 @@ class ItemStore:
             "image": has_image if images is not None else np.zeros(n, bool),
             "text": np.array([len(c) > 0 for c in self.captions], bool),
         }
+        self.bars = _bar_alignments(self.frame)
+        self.strips = strips  # images at the model's height for span cuts (see _cached_strips)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -143,7 +156,8 @@ class ItemStore:
     def from_manifest(cls, manifest: str | Path, *, split: str | None, sample_rate: int,
                       image_size: tuple[int, int], image_mode: str = "L", image_resize: str = "pad",
                       modalities: tuple[str, ...] = ("audio", "image", "text"), cache_dir: str | Path,
-                      max_items: int | None = None, progress: bool = False) -> ItemStore:
+                      max_items: int | None = None, progress: bool = False,
+                      bar_spans: bool = False) -> ItemStore:
         """Read a manifest split and load (or build) its media cache.
 
         Args:
@@ -154,6 +168,7 @@ class ItemStore:
             modalities: which media to decode.
             cache_dir: parent folder of the cache (one sub-folder per manifest/split/preprocessing).
             max_items: keep the first N rows of the split (smoke runs).
+            bar_spans: also cache the images for aligned sub-excerpts (``BatchSpec.span_prob``).
         """
         manifest = Path(manifest)
         frame = _read_manifest(manifest)
@@ -178,8 +193,12 @@ class ItemStore:
         if "image" in modalities:
             images, has_image = _cached_images(frame, manifest, folder, image_size, image_mode,
                                                image_resize, progress)
+        strips = None
+        if bar_spans and "image" in modalities:
+            strips = _cached_strips(frame, manifest, folder, image_size, image_mode, image_resize, progress)
         frame = frame.assign(_has_image=has_image)
-        return cls(frame, audio=audio, audio_offsets=offsets, images=images, sample_rate=sample_rate)
+        return cls(frame, audio=audio, audio_offsets=offsets, images=images, sample_rate=sample_rate,
+                   strips=strips)
 
     # ---------------------------------------------------------------- access
     def waveform(self, index: int) -> np.ndarray:
@@ -206,20 +225,97 @@ class ItemStore:
         start = int(torch.randint(0, span + 1, (1,), generator=gen).item()) if gen is not None else span // 2
         return wave[start:start + length]
 
+    # ---------------------------------------------------------------- aligned spans of bars
+    def draw_span(self, index: int, spec: BatchSpec, gen) -> tuple[int, int] | None:
+        """Bars ``(first, last)`` (inclusive) of a random aligned span of item ``index``, or None
+        for the whole excerpt (no alignment, too few bars, no span that fits the audio window, or
+        the draw against ``spec.span_prob`` said whole).
+
+        The length is uniform over the lengths ``span_min_bars..span_max_bars`` that have a span
+        fitting the window, the first bar uniform over the spans of that length that fit.
+        """
+        import torch
+
+        bars = self.bars[index]
+        u, a, b = torch.rand(3, generator=gen).tolist()
+        if bars is None or u >= spec.span_prob:
+            return None
+        onsets, ends = bars["bar_onsets"], bars["bar_ends"]
+        n = len(onsets)
+        limit = spec.audio_samples / self.sample_rate if "audio" in spec.modalities else float("inf")
+        choices = {}
+        for length in range(max(spec.span_min_bars, 1), min(spec.span_max_bars, n) + 1):
+            starts = [k for k in range(n - length + 1) if ends[k + length - 1] - onsets[k] <= limit + 1e-9]
+            if starts:
+                choices[length] = starts
+        if not choices:
+            return None
+        lengths = sorted(choices)
+        length = lengths[min(int(a * len(lengths)), len(lengths) - 1)]
+        starts = choices[length]
+        first = starts[min(int(b * len(starts)), len(starts) - 1)]
+        return first, first + length - 1
+
+    def span_audio(self, index: int, first: int, last: int) -> np.ndarray:
+        """The waveform of bars ``first..last``: from the first bar's onset to the last bar's end."""
+        bars = self.bars[index]
+        wave = self.waveform(index)
+        a = round(float(bars["bar_onsets"][first]) * self.sample_rate)
+        b = round(float(bars["bar_ends"][last]) * self.sample_rate)
+        return wave[a:min(b, len(wave))]
+
+    def span_strip(self, index: int, first: int, last: int) -> np.ndarray:
+        """Bars ``first..last`` of the item's image at the model's height, uint8 ``(C, H, w)``:
+        columns ``bar_x0[first]..bar_x1[last]`` of the PNG, scaled with the image."""
+        if self.strips is None:
+            raise ValueError("no image strips cached: build the ItemStore with bar_spans=True")
+        bars = self.bars[index]
+        a, b = int(self.strips["offsets"][index]), int(self.strips["offsets"][index + 1])
+        k = (b - a) / float(self.strips["widths"][index])
+        c0 = min(round(float(bars["bar_x0"][first]) * k), b - a - 1)
+        c1 = min(max(round(float(bars["bar_x1"][last]) * k), c0 + 1), b - a)
+        return np.asarray(self.strips["data"][:, :, a + c0:a + c1])
+
+    def span_image(self, index: int, first: int, last: int):
+        """:meth:`span_strip` fitted into the model's image size (its resize policy), as
+        ``image`` gives it: (C, H, W) float32 in [0, 1]."""
+        import torch
+        from PIL import Image
+
+        from xmr.media.image import resize_image
+
+        strip = self.span_strip(index, first, last)
+        img = Image.fromarray(strip[0] if strip.shape[0] == 1 else strip.transpose(1, 2, 0))
+        size = tuple(int(v) for v in self.images.shape[2:])
+        arr = np.asarray(resize_image(img, size=size, policy=self.strips["resize"]), dtype=np.float32)
+        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(arr) / 255.0)
+
     def batch(self, indices: list[int], *, spec: BatchSpec, seed: int = 0, step: int = 0) -> Batch:
         """Make the tensors of one batch (augmented per ``spec``)."""
         import torch
 
         out = Batch(indices=list(indices))
         gens = [_generator(seed, step, i) for i in indices]
+        spans: list[tuple[int, int] | None] = [None] * len(indices)
+        if spec.span_prob > 0:
+            spans = [self.draw_span(i, spec, _generator(seed, step, i, "span")) for i in indices]
+        out.spans = spans
         if "audio" in spec.modalities:
-            crops = [self.crop(i, spec.audio_samples, gen=g if spec.random_crop else None)
-                     if self.has["audio"][i] else np.zeros(spec.audio_samples, np.float32)
-                     for i, g in zip(indices, gens, strict=True)]
+            crops = []
+            for i, g, span in zip(indices, gens, spans, strict=True):
+                if not self.has["audio"][i]:
+                    crops.append(np.zeros(spec.audio_samples, np.float32))
+                elif span is not None:
+                    wave = self.span_audio(i, *span)[:spec.audio_samples]
+                    crops.append(np.pad(wave, (0, spec.audio_samples - len(wave))))
+                else:
+                    crops.append(self.crop(i, spec.audio_samples, gen=g if spec.random_crop else None))
             out.audio = torch.from_numpy(np.stack(crops))
             out.present["audio"] = torch.from_numpy(self.has["audio"][indices].copy())
         if "image" in spec.modalities:
-            images = torch.stack([self.image(i) for i in indices])
+            images = torch.stack([self.span_image(i, *span) if span is not None and self.has["image"][i]
+                                  else self.image(i) for i, span in zip(indices, spans, strict=True)])
             if spec.affine:
                 params = [affine_params(g, degrees=spec.affine_degrees, translate=spec.affine_translate,
                                         scale=tuple(spec.affine_scale)) for g in gens]
@@ -243,6 +339,15 @@ class ItemStore:
         return out
 
 
+def _bar_alignments(frame) -> list[dict[str, np.ndarray] | None]:
+    """Each row's bar alignment (``xmr.data.manifest.bar_alignment``), None where it has none."""
+    from xmr.data.manifest import BAR_COLUMNS, bar_alignment
+
+    if not all(c in frame.columns for c in BAR_COLUMNS[:4]):
+        return [None] * len(frame)
+    return [bar_alignment(row) for _, row in frame.iterrows()]
+
+
 def _read_manifest(path: Path):
     from xmr.data.manifest import read_manifest
 
@@ -261,18 +366,16 @@ def _caption_list(value) -> list[str]:
 
 
 def _media_file(row, modality: str, manifest: Path) -> Path | None:
-    value = row.get(modality)
-    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value) == "":
-        return None
-    path = Path(str(value))
-    if path.exists():
-        return path
-    try:  # a corpus item whose media were not rendered yet: render it into the cache
-        from xmr.data.corpus import media_path
+    """The item's file (:func:`xmr.data.files.media_file`), ``None`` when the row has no such view."""
+    from xmr.data.files import has_value, media_file
 
-        return media_path(row, modality, manifest_dir=manifest.parent)
+    if not has_value(row.get(modality)):
+        return None
+    try:
+        return media_file(row, modality, manifest_dir=manifest.parent)
     except Exception as err:  # noqa: BLE001 - reported as a manifest problem
-        raise ManifestError(f"item {row.get('id')}: {modality} file not found: {path} ({err})") from err
+        raise ManifestError(f"item {row.get('id')}: {modality} file not found: {row.get(modality)} "
+                            f"({err})") from err
 
 
 def _cached_audio(frame, manifest: Path, folder: Path, sample_rate: int, progress: bool):
@@ -323,6 +426,47 @@ def _cached_images(frame, manifest: Path, folder: Path, size, mode: str, resize:
     _save_atomic(img_path, out)
     _save_atomic(has_path, has)
     return np.load(img_path, mmap_mode="r"), has
+
+
+def _cached_strips(frame, manifest: Path, folder: Path, size, mode: str, resize: str,
+                   progress: bool) -> dict[str, Any]:
+    """Images at the model's height ``size[0]`` (aspect kept, uint8), side by side in one
+    ``(C, H, total width)`` array, for cutting aligned spans of bars (:meth:`ItemStore.span_strip`).
+
+    Returns ``{"data", "offsets"`` (N + 1 column offsets), ``"widths"`` (each PNG's own width, to
+    map its bar pixel columns), ``"resize"}``. Rows without an image get zero width.
+    """
+    data_path, off_path = folder / "strips.npy", folder / "strips_offsets.npy"
+    wid_path = folder / "strips_widths.npy"
+    if not (data_path.exists() and off_path.exists() and wid_path.exists()):
+        from PIL import Image
+        from tqdm import tqdm
+
+        from xmr.media.image import load_image
+
+        folder.mkdir(parents=True, exist_ok=True)
+        height = int(size[0])
+        channels = 1 if mode == "L" else 3
+        chunks, offsets, widths = [], [0], []
+        for _, row in tqdm(frame.iterrows(), total=len(frame), desc="decode image strips",
+                           disable=not progress):
+            path = _media_file(row, "image", manifest)
+            if path is None:
+                chunks.append(np.zeros((channels, height, 0), np.uint8))
+                widths.append(1)
+            else:
+                img = load_image(path, mode=mode)
+                widths.append(img.width)
+                scaled = img.resize((max(1, round(img.width * height / img.height)), height),
+                                    Image.Resampling.BICUBIC)
+                arr = np.asarray(scaled, np.uint8)
+                chunks.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
+            offsets.append(offsets[-1] + chunks[-1].shape[2])
+        _save_atomic(data_path, np.concatenate(chunks, axis=2))
+        _save_atomic(off_path, np.asarray(offsets, np.int64))
+        _save_atomic(wid_path, np.asarray(widths, np.int64))
+    return {"data": np.load(data_path, mmap_mode="r"), "offsets": np.load(off_path),
+            "widths": np.load(wid_path), "resize": resize}
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:

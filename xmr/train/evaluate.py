@@ -1,9 +1,10 @@
 """The evaluation hook of the trainer: embed a split and score every retrieval direction.
 
-Audio items are embedded as in seed 003's test protocol: the mean of the embeddings of fixed crops
-of the model's window with 50% overlap, re-normalised. Relevance is one-to-one for audio<->image
-(the item itself); for a text side, every item whose caption is the *same string* counts as
-relevant (generic captions repeat, and an identical caption cannot be told apart by any model).
+Audio items are embedded as in Nakatsuka et al. 2023's test protocol (Sec. 4.1.2): the mean of the
+embeddings of fixed crops of the model's window with 50% overlap, re-normalised. Relevance is
+one-to-one for audio↔image (the item itself); for a text side, every item whose caption is the
+*same string* counts as relevant (generic captions repeat, and an identical caption cannot be
+told apart by any model).
 """
 
 from __future__ import annotations
@@ -12,16 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from xmr.eval import protocols
+from xmr.eval.directions import score_directions
+from xmr.eval.metrics import summarize
+
 PAIRS = (("audio", "image"), ("audio", "text"), ("image", "text"))
 SUMMARY_KEYS = ("R@1", "R@5", "R@10", "MRR", "MedR")
-
-
-def _metrics(scores: np.ndarray, relevant: np.ndarray, ks=(1, 5, 10)) -> dict[str, Any]:
-    try:
-        from xmr.eval import retrieval_metrics
-    except ImportError:
-        from xmr.eval.metrics import retrieval_metrics
-    return retrieval_metrics(scores, relevant, ks=ks)
 
 
 def embed_audio_items(adapter, items, indices: list[int], *, batch_size: int = 32,
@@ -96,20 +93,15 @@ def caption_of(items, index: int, caption_index: int) -> str:
     return caps[min(caption_index, len(caps) - 1)]
 
 
-def relevance(query_mod: str, target_mod: str, texts: list[str] | None) -> np.ndarray | None:
-    """(N, N) boolean relevance; None means the identity."""
-    if texts is not None and "text" in (query_mod, target_mod):
-        arr = np.asarray(texts, dtype=object)
-        return arr[:, None] == arr[None, :]
-    return None
+def score_items(emb: dict[str, np.ndarray], *, texts: list[str] | None = None,
+                present: dict[str, np.ndarray] | None = None,
+                ks=(1, 5, 10)) -> dict[str, dict[str, Any]]:
+    """All directions between the modalities in ``emb`` (row i = item i) → ``{"audio→image": metrics}``.
 
-
-def score_directions(emb: dict[str, np.ndarray], *, texts: list[str] | None = None,
-                     present: dict[str, np.ndarray] | None = None,
-                     ks=(1, 5, 10)) -> dict[str, dict[str, Any]]:
-    """All directions between the modalities in ``emb`` -> ``{"audio->image": metrics, ...}``.
-
-    Items missing a modality are dropped from that pair (``present``)."""
+    Scored by :func:`xmr.eval.directions.score_directions`, one pair of modalities at a time over
+    the items that have both (``present``). A text side's relevant items are those whose caption
+    is the same string (``texts``, one per item); otherwise the item itself.
+    """
     results: dict[str, dict[str, Any]] = {}
     n = len(next(iter(emb.values())))
     for a, b in PAIRS:
@@ -118,25 +110,28 @@ def score_directions(emb: dict[str, np.ndarray], *, texts: list[str] | None = No
         keep = np.ones(n, bool)
         if present is not None:
             keep &= present.get(a, keep) & present.get(b, keep)
-        ea, eb = emb[a][keep], emb[b][keep]
-        sub_texts = [t for t, k in zip(texts, keep, strict=True) if k] if texts is not None else None
-        rel = relevance(a, b, sub_texts)
-        if rel is None:
-            rel = np.eye(int(keep.sum()), dtype=bool)
-        for q, t, s in ((a, b, ea @ eb.T), (b, a, eb @ ea.T)):
-            metrics = _metrics(s, rel if q == a else rel.T, ks=ks)
-            metrics["candidates"] = int(s.shape[1])
-            results[f"{q}->{t}"] = metrics
+        ids = [str(i) for i in np.flatnonzero(keep)]
+        caption = {i: texts[int(i)] for i in ids} if texts is not None else None
+
+        def relevance(q: str, t: str, q_ids: list[str], t_ids: list[str], caption=caption):
+            if caption is None or "text" not in (q, t):
+                return protocols.item_relevance(q_ids, t_ids)
+            return protocols.shared_key_relevance([(caption[i],) for i in q_ids],
+                                                  [(caption[i],) for i in t_ids])
+
+        scored = score_directions({a: (emb[a][keep], ids), b: (emb[b][keep], ids)}, relevance, ks=ks)
+        for key, result in scored.items():
+            results[key] = {**summarize(result.per_query), "candidates": result.n_candidates}
     return results
 
 
 def evaluate_items(adapter, items, *, modalities=("audio", "image", "text"), caption_index: int = 0,
                    flat: bool = True) -> dict[str, Any]:
-    """Embed ``items`` and score every direction; flat form ``{"audio->image/MRR": 0.41, ...}``."""
+    """Embed ``items`` and score every direction; flat form ``{"audio→image/MRR": 0.41, ...}``."""
     emb = embed_items(adapter, items, modalities=modalities, caption_index=caption_index)
     texts = [caption_of(items, i, caption_index) for i in range(len(items))] if "text" in emb else None
     present = {m: np.asarray(items.has[m], bool) for m in emb}
-    results = score_directions(emb, texts=texts, present=present)
+    results = score_items(emb, texts=texts, present=present)
     if not flat:
         return results
     out: dict[str, Any] = {}
