@@ -11,8 +11,9 @@ The one ordering of a run is trec_eval's: score descending, ties by docno descen
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,8 @@ from xmr.errors import InputError
 
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, dict[str, float]]
+QRELS_FIELDS = ("qid", "iter", "docno", "rel")
+RUN_FIELDS = ("qid", "Q0", "docno", "rank", "score", "run")
 # One query's results in either shape: {docno: score} or [(docno, score), ...].
 Docs = Mapping[str, float] | Sequence[tuple[str, float]]
 
@@ -116,16 +119,8 @@ def read_qrels(path) -> Qrels:
         {'q1': {'audio:bach_001': 3}}
     """
     qrels: Qrels = {}
-    for lineno, line in _lines(path):
-        parts = line.split()
-        if len(parts) != 4:
-            raise InputError(
-                f"{path}:{lineno}: a qrels line has 4 fields (qid iter docno rel), got {len(parts)}")
-        try:
-            grade = int(parts[3])
-        except ValueError:
-            raise InputError(f"{path}:{lineno}: relevance {parts[3]!r} is not an integer") from None
-        qrels.setdefault(parts[0], {})[parts[2]] = grade
+    for qid, docno, grade in _records(path, "qrels", QRELS_FIELDS, "rel", int):
+        qrels.setdefault(qid, {})[docno] = grade
     return qrels
 
 
@@ -144,16 +139,8 @@ def write_qrels(qrels: Mapping[str, Mapping[str, int]], path) -> Path:
 def read_run(path) -> Run:
     """Read a TREC run file (``qid Q0 docno rank score run_name``); the rank column is ignored."""
     run: Run = {}
-    for lineno, line in _lines(path):
-        parts = line.split()
-        if len(parts) != 6:
-            raise InputError(f"{path}:{lineno}: a run line has 6 fields (qid Q0 docno rank score run), "
-                             f"got {len(parts)}")
-        try:
-            score = float(parts[4])
-        except ValueError:
-            raise InputError(f"{path}:{lineno}: score {parts[4]!r} is not a number") from None
-        run.setdefault(parts[0], {})[parts[2]] = score
+    for qid, docno, score in _records(path, "run", RUN_FIELDS, "score", float):
+        run.setdefault(qid, {})[docno] = score
     return run
 
 
@@ -233,15 +220,32 @@ def qrels_from_relevance(relevant: np.ndarray, qids: Sequence[str], docnos: Sequ
     return qrels
 
 
-def _lines(path):
+def _records(
+    path, kind: str, fields: tuple[str, ...], value: str, number: type
+) -> Iterator[tuple[str, str, Any]]:
+    """``(qid, docno, value)`` of each line of a qrels or run file (``fields`` its columns).
+
+    Blank lines and ``#`` comments are skipped; a line with another number of fields, or a value
+    that is not a ``number``, raises InputError naming the file and the line.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    at = fields.index(value)
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
-            line = line.strip()
-            if line and not line.startswith("#"):
-                yield lineno, line
+            parts = line.split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            if len(parts) != len(fields):
+                raise InputError(f"{path}:{lineno}: a {kind} line has {len(fields)} fields "
+                                 f"({' '.join(fields)}), got {len(parts)}")
+            try:
+                parsed = number(parts[at])
+            except ValueError:
+                raise InputError(f"{path}:{lineno}: {value} {parts[at]!r} is not "
+                                 f"{'an integer' if number is int else 'a number'}") from None
+            yield parts[0], parts[2], parsed
 
 
 def _check_tokens(table: Mapping[str, Mapping]) -> None:

@@ -29,12 +29,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from xmr import MODALITIES
 from xmr.errors import InputError, XmrError
 
 GRADES = (0, 1, 2, 3)
+
+T = TypeVar("T")
 
 MIGRATIONS: list[str] = [
     # 1: the first schema.
@@ -138,6 +140,18 @@ def parse_docno(docno: str) -> tuple[str, str]:
     return modality, item_id
 
 
+class _Result:
+    """A result of a query, named by its document number (a base of the row classes below)."""
+
+    item_modality: str
+    item_id: str
+
+    @property
+    def docno(self) -> str:
+        """``"<modality>:<item_id>"``, as in qrels and runs."""
+        return make_docno(self.item_modality, self.item_id)
+
+
 @dataclasses.dataclass(frozen=True)
 class Query:
     """A query to judge results for; ``media_path`` is absolute (the stored copy) or None."""
@@ -153,7 +167,7 @@ class Query:
 
 
 @dataclasses.dataclass(frozen=True)
-class Judgement:
+class Judgement(_Result):
     """One grade of one result of one query by one annotator (a row of the history)."""
 
     id: int
@@ -170,10 +184,6 @@ class Judgement:
     previous_id: int | None
     state: str
 
-    @property
-    def docno(self) -> str:
-        return make_docno(self.item_modality, self.item_id)
-
 
 @dataclasses.dataclass(frozen=True)
 class UndoResult:
@@ -184,7 +194,7 @@ class UndoResult:
 
 
 @dataclasses.dataclass(frozen=True)
-class PoolItem:
+class PoolItem(_Result):
     """A result waiting for a grade: its query, its document, where the runs ranked it."""
 
     pool: str
@@ -195,10 +205,6 @@ class PoolItem:
     best_rank: int
     runs: tuple[str, ...]
     n_annotators: int
-
-    @property
-    def docno(self) -> str:
-        return make_docno(self.item_modality, self.item_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,21 +304,19 @@ JUDGEMENT_FIELDS = frozenset({"query", "item_id", "item_modality", "grade", "ann
 
 def query_from_row(row: sqlite3.Row, media_dir: Path) -> Query:
     """A :class:`Query` from a row of :data:`QUERY_SQL` (its media path made absolute)."""
-    return Query(
-        id=row["id"], qid=row["qid"], modality=row["modality"], text=row["text"],
-        media_path=(media_dir / row["media_path"]) if row["media_path"] else None,
-        source_item_id=row["source_item_id"], created_by=row["creator"], created_at=row["created_at"],
-    )
+    media = (media_dir / row["media_path"]) if row["media_path"] else None
+    return _from_row(Query, row, media_path=media, created_by=row["creator"])
 
 
 def judgement_from_row(row: sqlite3.Row) -> Judgement:
     """A :class:`Judgement` from a row of :data:`JUDGEMENT_SQL`."""
-    return Judgement(
-        id=row["id"], query_id=row["query_id"], qid=row["qid"], item_modality=row["item_modality"],
-        item_id=row["item_id"], annotator=row["annotator"], grade=row["grade"], at=row["at"],
-        model_fingerprint=row["model_fingerprint"], index_version=row["index_version"],
-        note=row["note"], previous_id=row["previous_id"], state=row["state"],
-    )
+    return _from_row(Judgement, row)
+
+
+def _from_row(cls: type[T], row: sqlite3.Row, **values: Any) -> T:
+    """A row dataclass from the columns of the same names, ``values`` taking precedence."""
+    return cls(**{f.name: values[f.name] if f.name in values else row[f.name]
+                  for f in dataclasses.fields(cls)})
 
 
 def check_judgement(record: Mapping[str, Any]) -> dict[str, Any]:
