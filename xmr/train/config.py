@@ -44,6 +44,11 @@ class DataConfig:
             ``<out>/cache``.
         positive_groups: "caption": items of a batch with the same caption string are positives of
             each other, never negatives (multi-positive masking); "none": only the item itself.
+        span_prob: probability that a training item is cut to an aligned span of bars instead of
+            the whole excerpt (needs the manifest's bar alignment; items without one stay whole):
+            the audio and the image are cut at the same bars.
+        span_min_bars / span_max_bars: length of a span in bars (at least 2); only spans whose
+            audio fits the audio window are drawn.
         max_items: use at most this many training items (smoke runs).
         val_max_items: evaluate on at most this many validation items.
     """
@@ -60,6 +65,9 @@ class DataConfig:
     affine_translate: float = 0.15
     affine_scale: list[float] = field(default_factory=lambda: [0.75, 1.25])
     positive_groups: str = "caption"
+    span_prob: float = 0.0
+    span_min_bars: int = 2
+    span_max_bars: int = 4
     cache_dir: str | None = None
     max_items: int | None = None
     val_max_items: int | None = 1000
@@ -176,6 +184,11 @@ class TrainConfig:
             raise ConfigError("config: data.positive_groups must be caption or none")
         if self.data.caption_choice not in ("random", "first"):
             raise ConfigError("config: data.caption_choice must be random or first")
+        if not 0.0 <= self.data.span_prob <= 1.0:
+            raise ConfigError(f"config: data.span_prob must be in [0, 1], got {self.data.span_prob}")
+        if not 2 <= self.data.span_min_bars <= self.data.span_max_bars:
+            raise ConfigError("config: data.span_min_bars must be at least 2 and at most data.span_max_bars, "
+                              f"got {self.data.span_min_bars}..{self.data.span_max_bars}")
 
 
 def _build(cls, raw: dict[str, Any], section: str):
