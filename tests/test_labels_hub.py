@@ -16,6 +16,13 @@ def test_off_by_default(monkeypatch, tmp_path):
     store.close()
 
 
+def test_the_store_never_reads_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("XMR_LABELS_HUB_REPO", "someone/xmr-labels")  # from_env would turn sync on
+    store = LabelStore(tmp_path / "l.sqlite")
+    assert store.sync is None  # the sync is passed in by whoever builds the store
+    store.close()
+
+
 def test_folder_layout_lines_and_replay(tmp_path):
     from PIL import Image
 

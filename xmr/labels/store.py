@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import xmr.labels.pooling as pooling
 from xmr.errors import InputError
-from xmr.labels import pooling
 from xmr.labels.db import Database
 from xmr.labels.media import query_payload
 from xmr.labels.schema import (
