@@ -19,6 +19,7 @@ from xmr.errors import XmrError
 COMMAND_MODULES: list[str] = [
     "xmr.labels.cli",
     "xmr.data.cli",
+    "xmr.models.cli",
     "xmr.train.cli",
     "xmr.eval.cli",
     "xmr.index.cli",

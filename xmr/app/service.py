@@ -801,5 +801,10 @@ def directions_report(vectors: Mapping[str, tuple[np.ndarray, list[str]]], *, ma
 
 def _split_report(service: RetrievalService, *, split: str, max_queries: int) -> dict[str, Any]:
     """Metrics of every direction on one split, from the indexed vectors."""
+    from xmr.models.hub import untrained_directions
+
     directions = directions_report(_split_vectors(service, split), max_queries=max_queries)
-    return {"split": split, "fingerprint": service.fingerprint, "directions": directions}
+    # a zero-shot checkpoint of pretrained towers: directions whose towers share no space
+    untrained = [d for d in untrained_directions(service.config.checkpoint) if d in directions]
+    return {"split": split, "fingerprint": service.fingerprint, "directions": directions,
+            "untrained": untrained}

@@ -128,8 +128,12 @@ def split_markdown(report: dict[str, Any]) -> str:
         m = v["metrics"]
         chance = m.get("chance", {})
         cells = [_num(m.get(c), 1 if c == "MedR" else 3) for c in _SPLIT_COLUMNS]
-        lines.append(f"| {d} | {v['n_queries']} | {v['n_candidates']} | " + " | ".join(cells)
+        label = f"{d} (untrained)" if d in report.get("untrained", ()) else d
+        lines.append(f"| {label} | {v['n_queries']} | {v['n_candidates']} | " + " | ".join(cells)
                      + f" | {_num(chance.get('R@1'), 4)} | {_num(chance.get('MRR'), 4)} |")
+    if report.get("untrained"):
+        lines.append("\n*Untrained*: this checkpoint was made from pretrained towers without training; "
+                     "these directions join towers that share no space, so their scores are near chance.")
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""``xmr corpus build``: the demo-corpus command (heavy imports inside the command function)."""
+"""``xmr corpus build`` (the demo corpus) and ``xmr collection init`` (a folder of your own media
+becomes a manifest); heavy imports inside the command functions."""
 
 from __future__ import annotations
 
@@ -27,6 +28,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="render nothing: write the manifest of the pieces finished so far")
     build.set_defaults(func=_build)
     corpus.set_defaults(func=lambda args: (corpus.print_help(), 2)[1])
+
+    collection = subparsers.add_parser("collection", help="make a manifest from a folder of your own media")
+    csub = collection.add_subparsers(dest="collection_command", metavar="COMMAND")
+    init = csub.add_parser(
+        "init", help="pair audio and image files by stem (or a sidecar table) and write a manifest",
+        description="Pair audio and image files of DIR by stem or by a sidecar CSV/JSON, take captions "
+                    "from the sidecar, STEM.txt files or audio tags, assign seeded splits, and report "
+                    "what was paired and skipped.",
+    )
+    init.add_argument("folder", metavar="DIR", help="the collection folder (searched recursively)")
+    init.add_argument("--out", default=None, help="manifest to write (default DIR/manifest.parquet)")
+    init.add_argument("--sidecar", default=None,
+                      help="CSV/JSON table with id, audio, image, caption, metadata columns "
+                           "(default DIR/captions.csv or DIR/metadata.json when present)")
+    init.add_argument("--seed", type=int, default=0, help="seed of the split assignment")
+    init.add_argument("--val", type=float, default=0.1, help="fraction of items in the val split")
+    init.add_argument("--test", type=float, default=0.1, help="fraction of items in the test split")
+    init.add_argument("--no-tags", action="store_true", help="no captions from audio tags")
+    init.set_defaults(func=_collection_init)
+    collection.set_defaults(func=lambda args: (collection.print_help(), 2)[1])
+
+
+def _collection_init(args: argparse.Namespace) -> int:
+    from xmr.data.collection import init_collection
+
+    report = init_collection(args.folder, out=args.out, sidecar=args.sidecar, seed=args.seed, val=args.val,
+                             test=args.test, tags=not args.no_tags)
+    print(report.table())
+    return 0
 
 
 def _build(args: argparse.Namespace) -> int:
