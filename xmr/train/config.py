@@ -49,6 +49,9 @@ class DataConfig:
             the audio and the image are cut at the same bars.
         span_min_bars / span_max_bars: length of a span in bars (at least 2); only spans whose
             audio fits the audio window are drawn.
+        build_if_missing: ``"synthetic"``: write a synthetic collection
+            (:func:`xmr.data.synthetic.write_synthetic_collection`) at ``manifest`` when there is
+            none, so that a smoke config trains on a fresh clone; ``None``: a missing manifest is an error.
         max_items: use at most this many training items (smoke runs).
         val_max_items: evaluate on at most this many validation items.
     """
@@ -69,6 +72,7 @@ class DataConfig:
     span_min_bars: int = 2
     span_max_bars: int = 4
     cache_dir: str | None = None
+    build_if_missing: str | None = None
     max_items: int | None = None
     val_max_items: int | None = 1000
     loader_workers: int = 0
@@ -182,6 +186,8 @@ class TrainConfig:
             raise ConfigError("config: train.steps must be positive")
         if self.data.positive_groups not in ("caption", "none"):
             raise ConfigError("config: data.positive_groups must be caption or none")
+        if self.data.build_if_missing not in (None, "synthetic"):
+            raise InputError("config: data.build_if_missing must be synthetic or null")
         if self.data.caption_choice not in ("random", "first"):
             raise ConfigError("config: data.caption_choice must be random or first")
         if not 0.0 <= self.data.span_prob <= 1.0:

@@ -189,6 +189,14 @@ class Trainer:
             self.model = self.adapter.convert_sync_batchnorm()
 
         self.cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else self.out / "cache"
+        if cfg.data.build_if_missing and not Path(cfg.data.manifest).exists():
+            if self.info.is_main:  # a smoke config on a fresh clone: make its synthetic collection
+                from xmr.data.synthetic import write_synthetic_collection
+
+                manifest = Path(cfg.data.manifest)
+                print(f"xmr train: {manifest} not found; writing a synthetic collection there")
+                write_synthetic_collection(manifest.parent, manifest_name=manifest.name)
+            dist.barrier()
         self.train_items = self._items(cfg.data.train_split, cfg.data.max_items)
         self.val_items = None
         if cfg.train.eval_every:
