@@ -1,6 +1,7 @@
 """A folder of media becomes a manifest: ``xmr collection init DIR --out DIR/manifest.parquet``.
 
-Audio and image files are paired by their stem (``take5.flac`` + ``take5.jpg`` -> item ``take5``),
+Audio and image files are paired by their stem, the file name without its extension, wherever
+they lie under the folder (``audio/take5.flac`` + ``covers/take5.jpg`` -> item ``take5``),
 or by a sidecar table (CSV or JSON list) whose rows name an ``id`` and its ``audio`` / ``image``
 files. Captions come, in this order, from the sidecar's ``caption`` column, a ``STEM.txt`` beside
 the media (one caption per line), or the audio file's tags (title, artist, album, genre, read with
@@ -171,7 +172,7 @@ def init_collection(folder: str | Path, *, out: str | Path | None = None,
     texts: dict[str, Path] = {}
     for path in _files(folder, [out] + ([sidecar] if sidecar else [])):
         suffix, rel = path.suffix.lower(), path.relative_to(folder).as_posix()
-        stem = path.relative_to(folder).with_suffix("").as_posix()
+        stem = path.stem  # audio/take5.flac and covers/take5.jpg are one item, take5
         kind = "audio" if suffix in AUDIO_SUFFIXES else "image" if suffix in IMAGE_SUFFIXES else None
         if suffix == ".txt":
             texts[stem] = path
@@ -190,7 +191,7 @@ def init_collection(folder: str | Path, *, out: str | Path | None = None,
             row = {str(c): v for c, v in row.items()}
             named = {c: str(row.get(c) or "").strip() for c in ("id", "audio", "image", "file")}
             first = named["audio"] or named["image"] or named["file"]
-            key = named["id"] or (Path(first).with_suffix("").as_posix() if first else "")
+            key = named["id"] or (Path(first).stem if first else "")
             if not key:
                 raise InputError(f"{sidecar}: row {k} names no id, audio, image or file")
             rows_by_file[key] = row
@@ -203,7 +204,7 @@ def init_collection(folder: str | Path, *, out: str | Path | None = None,
             if not (folder / name).is_file():
                 report.skipped.append((name, f"named by {sidecar.name} but not found"))
                 continue
-            owner = Path(name).with_suffix("").as_posix()
+            owner = Path(name).stem
             if owner != key and owner in items:  # moved from its own stem's item into this one
                 items[owner].pop(kind, None)
             item[kind] = Path(name).as_posix()
