@@ -283,8 +283,10 @@ def _corpus_excerpt(row):
 
 
 def _only_noteheads_of_bar(svg: str, k: int) -> str:
-    """The SVG with everything hidden except the note heads of its bar ``k``."""
+    """The SVG with everything hidden except the note heads of its bar ``k`` (its measure groups)."""
     import xml.etree.ElementTree as ET
+
+    from xmr.data.corpus.render import svg_bars
 
     ns = "{http://www.w3.org/2000/svg}"
     ET.register_namespace("", ns[1:-1])
@@ -292,9 +294,10 @@ def _only_noteheads_of_bar(svg: str, k: int) -> str:
     root = ET.fromstring(svg)
     root.set("visibility", "hidden")
     measures = [g for g in root.iter(f"{ns}g") if "measure" in (g.get("class") or "").split()]
-    for g in measures[k].iter(f"{ns}g"):
-        if "notehead" in (g.get("class") or "").split():
-            g.set("visibility", "visible")
+    for m in svg_bars(svg)[k]["measures"]:
+        for g in measures[m].iter(f"{ns}g"):
+            if "notehead" in (g.get("class") or "").split():
+                g.set("visibility", "visible")
     return ET.tostring(root, encoding="unicode")
 
 
@@ -406,3 +409,22 @@ def test_old_manifest_without_bar_columns_still_loads(tmp_path):
         bar_alignment({**row, "bar_x1": [80]})
     with pytest.raises(ManifestError):
         bar_alignment({**row, "bar_x1": [4, 150]})
+
+
+def test_overflow_of_an_overfull_bar_belongs_to_that_bar():
+    """Verovio draws the excess notes of an overfull bar as an extra measure on that staff only;
+    it is part of the bar (Haydn op. 1 no. 1/v, bar 16 of the first violin holds 2.96 beats of 2/4)."""
+    from music21 import stream
+
+    from xmr.data.corpus import render
+    from xmr.data.corpus.excerpts import load_piece, make_excerpt
+
+    excerpt = make_excerpt(load_piece("haydn/opus1no1/movement5.mxl"), 9, 15)
+    assert len(excerpt.parts[0].getElementsByClass(stream.Measure)) == 7
+    svg = render.engrave(excerpt)
+    assert svg.count('class="measure"') == 8
+    bars = render.svg_bars(svg)
+    assert [len(b["measures"]) for b in bars] == [1] * 6 + [2]
+    img, layout = render.engrave_image(excerpt)
+    assert len(layout["bar_x0"]) == 7 and layout["bar_x1"][-1] > layout["bar_x0"][-1] + 50
+    assert layout["bar_x1"][-1] >= img.width - 20  # the last bar reaches the end of the staff

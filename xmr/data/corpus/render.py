@@ -226,7 +226,10 @@ def svg_bars(svg: str) -> list[dict]:
     A bar spans its staff lines: from its left barline (for the first bar of a system, the start of
     the system, clef and signatures included) to its right barline, and from the top line of its
     top staff to the bottom line of its bottom staff. Each box is ``{"system", "x0", "x1", "y0",
-    "y1"}``; ``system`` counts the systems (line breaks) from 0.
+    "y1", "measures"}``; ``system`` counts the systems (line breaks) from 0, ``measures`` lists the
+    indices of the ``g.measure`` groups the bar is made of: Verovio draws the overflow of an
+    overfull bar (more notes than its time signature holds, in some of the staves) as a further
+    measure on those staves only, which belongs to the bar before it.
     """
     import xml.etree.ElementTree as ET
 
@@ -239,6 +242,7 @@ def svg_bars(svg: str) -> list[dict]:
     # The inner svg fills the outer viewport (preserveAspectRatio xMidYMid meet).
     s = min(width / vw, height / vh)
     base = ((width - vw * s) / 2 - vx * s, (height - vh * s) / 2 - vy * s)
+    raw: list[dict] = []
     bars: list[dict] = []
     systems = 0
 
@@ -260,24 +264,36 @@ def svg_bars(svg: str) -> list[dict]:
                 walk(child, dx + tx, dy + ty, systems)
                 systems += 1
             elif "measure" in cls:
-                xs, ys = [], []
+                xs, ys, staves = [], [], 0
                 for staff in child.iter(f"{_SVG}g"):
                     if "staff" not in (staff.get("class") or "").split():
                         continue
-                    for path in staff.findall(f"{_SVG}path"):  # the five staff lines
+                    lines = staff.findall(f"{_SVG}path")  # the five staff lines
+                    staves += bool(lines)
+                    for path in lines:
                         for px, py in _PATH_POINTS.findall(path.get("d") or ""):
                             xs.append(float(px))
                             ys.append(float(py))
                 if not xs:
                     raise RenderError("a bar without staff lines in the svg")
                 ox, oy = dx + tx, dy + ty
-                bars.append({"system": system, "x0": base[0] + (min(xs) + ox) * s,
-                             "x1": base[0] + (max(xs) + ox) * s, "y0": base[1] + (min(ys) + oy) * s,
-                             "y1": base[1] + (max(ys) + oy) * s})
+                raw.append({"system": system, "x0": base[0] + (min(xs) + ox) * s,
+                            "x1": base[0] + (max(xs) + ox) * s, "y0": base[1] + (min(ys) + oy) * s,
+                            "y1": base[1] + (max(ys) + oy) * s, "staves": staves})
             else:
                 walk(child, dx + tx, dy + ty, system)
 
     walk(inner, 0.0, 0.0, 0)
+    full = {}
+    for m in raw:
+        full[m["system"]] = max(full.get(m["system"], 0), m["staves"])
+    for k, m in enumerate(raw):
+        prev = bars[-1] if bars else None
+        if m["staves"] < full[m["system"]] and prev is not None and prev["system"] == m["system"]:
+            prev.update(x1=max(prev["x1"], m["x1"]), y0=min(prev["y0"], m["y0"]), y1=max(prev["y1"], m["y1"]))
+            prev["measures"].append(k)
+            continue
+        bars.append({key: m[key] for key in ("system", "x0", "x1", "y0", "y1")} | {"measures": [k]})
     return bars
 
 
