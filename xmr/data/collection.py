@@ -209,6 +209,9 @@ def init_collection(folder: str | Path, *, out: str | Path | None = None,
                 items[owner].pop(kind, None)
             item[kind] = Path(name).as_posix()
         items[key] = item
+    for stem, path in texts.items():
+        if stem not in items and stem not in rows_by_file:
+            report.skipped.append((path.relative_to(folder).as_posix(), "a text file with no audio or image"))
     rows = []
     for key in sorted(items):
         item = items[key]

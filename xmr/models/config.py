@@ -136,6 +136,10 @@ class ModelConfig:
         for m in ("audio", "image", "text"):
             t = getattr(self, m)
             out[m] = None if t is None else dataclasses.asdict(t)
+            if t is not None:  # hub-only fields left out when unset: older checkpoints keep their fingerprint
+                for key in ("preprocessing", "architecture"):
+                    if out[m][key] is None:
+                        del out[m][key]
         return out
 
     @classmethod
