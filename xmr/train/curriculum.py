@@ -153,8 +153,6 @@ def _item_inputs(manifest: Any, modalities: Sequence[str], cache_dir: Any) -> di
     """``{modality: [input or None per item]}`` from a mapping or a manifest DataFrame."""
     if isinstance(manifest, dict):
         return {m: [None if _missing(v) else v for v in manifest[m]] for m in modalities if m in manifest}
-    from pathlib import Path
-
     out: dict[str, list[Any]] = {}
     for m in modalities:
         col = "caption" if m == "text" else m
@@ -169,12 +167,10 @@ def _item_inputs(manifest: Any, modalities: Sequence[str], cache_dir: Any) -> di
                 continue
             if _missing(v):
                 values.append(None)
-            elif Path(str(v)).is_file():
-                values.append(str(v))
-            else:  # a demo-corpus item whose media are rendered on demand
-                from xmr.data.corpus import media_path
+            else:  # on disk, or a demo-corpus item rendered on demand
+                from xmr.data.files import media_file
 
-                values.append(str(media_path(row, m, cache_dir=cache_dir)))
+                values.append(str(media_file(row, m, cache_dir=cache_dir)))
         out[m] = values
     return out
 

@@ -23,7 +23,8 @@ SUMMARY_KEYS = ("R@1", "R@5", "R@10", "MRR", "MedR")
 
 def embed_audio_items(adapter, items, indices: list[int], *, batch_size: int = 32,
                       wave_fn=None) -> np.ndarray:
-    """Mean-over-windows embeddings (N, D) of items' audio (windows of the model's crop, 50% overlap).
+    """Track embeddings (N, D) of items' audio, windowed and pooled as the index embeds tracks
+    (:func:`xmr.index.embed_tracks`), through the training model in eval mode.
 
     Args:
         wave_fn: optional ``index -> waveform`` (e.g. the unseen-soundfont rendering); default the
@@ -31,29 +32,26 @@ def embed_audio_items(adapter, items, indices: list[int], *, batch_size: int = 3
     """
     import torch
 
-    from xmr.media.features import fixed_windows
+    from xmr.index.windows import embed_tracks
 
     model = adapter.unwrapped
     win = adapter.audio_samples
-    crops, owner = [], []
-    for k, i in enumerate(indices):
-        wave = wave_fn(i) if wave_fn is not None else items.waveform(i)
-        if len(wave) < win:
-            wave = np.pad(wave, (0, win - len(wave)))
-        for a, b in fixed_windows(len(wave), win, overlap=0.5):
-            crop = wave[a:b]
-            if len(crop) < win:
-                crop = np.pad(crop, (0, win - len(crop)))
-            crops.append(crop)
-            owner.append(k)
-    out = np.zeros((len(indices), adapter.embed_dim), np.float64)
-    with torch.no_grad():
+
+    def encode(crops: list[np.ndarray]) -> np.ndarray:
+        out = []
         for start in range(0, len(crops), batch_size):
-            x = torch.from_numpy(np.stack(crops[start:start + batch_size]).astype(np.float32))
-            emb = model.embed("audio", x.to(adapter.device)).float().cpu().numpy()
-            np.add.at(out, np.asarray(owner[start:start + batch_size]), emb)
-    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-    return out.astype(np.float32)
+            x = np.stack([np.pad(c, (0, win - len(c))) for c in crops[start:start + batch_size]])  # (B, T)
+            with torch.no_grad():
+                emb = model.embed("audio", torch.from_numpy(x.astype(np.float32)).to(adapter.device))
+            out.append(emb.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, adapter.embed_dim), np.float32)
+
+    waves = [wave_fn(i) if wave_fn is not None else items.waveform(i) for i in indices]
+    sr = int(model.sample_rate)
+    tracks = embed_tracks(encode, waves, sample_rate=sr, window_seconds=win / sr)
+    if not tracks:
+        return np.zeros((0, adapter.embed_dim), np.float32)
+    return np.stack([t.vector for t in tracks]).astype(np.float32)
 
 
 def embed_items(adapter, items, *, modalities=("audio", "image", "text"), caption_index: int = 0,
