@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from xmr.index.store import IndexStore
     from xmr.labels import LabelStore
+    from xmr.labels.schema import Query
     from xmr.models.model import XmrModel
     from xmr.viz import PCABasis
 
@@ -529,7 +530,7 @@ class RetrievalService:
 
     # ------------------------------------------------------------------ labels
 
-    def _store(self):
+    def _store(self) -> LabelStore:
         if self.labels is None:
             raise XmrError("labelling is not available: the app has no label store")
         return self.labels
@@ -661,7 +662,7 @@ class RetrievalService:
                 return {"judged": a.judged, "queries": a.queries, "remaining": a.remaining}
         return {"judged": 0, "queries": 0, "remaining": 0}
 
-    def _stored_query_vector(self, q: Any) -> EncodedQuery:
+    def _stored_query_vector(self, q: Query) -> EncodedQuery:
         if q.modality == "text":
             return self.encode_query(text=q.text)
         if q.media_path is None:
