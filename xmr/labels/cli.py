@@ -1,8 +1,9 @@
-"""``xmr labels ...``: queries, pools, judging in the terminal, progress, agreement, export/import."""
+"""``xmr labels ...``: queries, pools, judging in the terminal, progress, agreement, export/import, backup."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -43,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--annotator", required=True, help="your name")
     p.add_argument("--pool", default=None, help="only this pool")
     p.set_defaults(func=_judge)
+
+    p = sub.add_parser("backup", help="a consistent copy of the database while annotators keep working")
+    db_arg(p)
+    p.add_argument("--out", type=Path, required=True,
+                   help="the copy (one SQLite file; the stored query media go to <stem>_media/ beside it)")
+    p.set_defaults(func=_backup)
 
     p = sub.add_parser("progress", help="progress per annotator and per query")
     db_arg(p)
@@ -127,10 +134,35 @@ def _pool(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from xmr.labels.schema import table_counts
+
+    store = _store(args)
+    out = store.backup(args.out)
+    store.close()
+    with contextlib.closing(sqlite3.connect(f"file:{out}?mode=ro", uri=True)) as conn:
+        counts = table_counts(conn)
+        check = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    print(f"backup of {args.db.name} in {out.name}: {counts.get('judgements', 0)} judgements "
+          f"({counts.get('current', 0)} current), {counts.get('queries', 0)} queries, "
+          f"{counts.get('annotators', 0)} annotators, {counts.get('pools', 0)} pools; integrity {check}")
+    print(json.dumps(counts))
+    return 0 if check == "ok" else 1
+
+
 def _judge(args: argparse.Namespace) -> int:
     store = _store(args)
+    try:
+        return _judge_loop(store, args)
+    finally:
+        store.release(args.annotator)  # what was shown but not graded goes back to the pool
+
+
+def _judge_loop(store, args: argparse.Namespace) -> int:
     while True:
-        items = store.next_items(args.annotator, 1, pool=args.pool)
+        items = store.reserve_next(args.annotator, 1, pool=args.pool)
         if not items:
             print("nothing left to judge for", args.annotator)
             return 0

@@ -5,16 +5,23 @@ be shared between threads. Every write is one short ``BEGIN IMMEDIATE`` transact
 lock is taken up front and two writers never deadlock on a lock upgrade; ``SQLITE_BUSY`` is absorbed
 by the busy timeout and, past it, by a retry loop with jittered back-off, so callers never see it.
 The journal is a write-ahead log (WAL), which needs a local file system, not NFS.
+
+Until a checkpoint, committed transactions live in the ``-wal`` file beside the database; a copy of
+the database file alone would miss them. So the WAL is checkpointed into the database file by a
+background thread every ``checkpoint_every_s`` seconds and on :meth:`Database.close` (and at
+interpreter exit, for a store nobody closed), and the database file is complete after a normal stop.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import random
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -41,6 +48,8 @@ class Database:
             only) or ``"EXTRA"``.
         busy_timeout_ms: how long SQLite itself waits for a lock before the retry loop takes over.
         max_wait_s: the total time a transaction keeps retrying before :class:`StoreBusyError`.
+        checkpoint_every_s: how often a background thread copies the WAL into the database file
+            (``PRAGMA wal_checkpoint(PASSIVE)``, which never blocks writers); None: only on close.
     """
 
     def __init__(
@@ -51,6 +60,7 @@ class Database:
         synchronous: str = "FULL",
         busy_timeout_ms: int = 5000,
         max_wait_s: float = 120.0,
+        checkpoint_every_s: float | None = None,
     ) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise InputError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
@@ -63,7 +73,18 @@ class Database:
         self._all: list[tuple[int, sqlite3.Connection]] = []  # (pid that opened it, connection)
         self._all_lock = threading.Lock()
         self.busy_retries = 0  # how often a write found the database locked past the busy timeout
+        self.checkpoints = 0  # timer checkpoints done (a statistic)
         self._migrate(list(migrations))
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+        if checkpoint_every_s is not None:
+            if not float(checkpoint_every_s) > 0:
+                raise InputError(f"checkpoint_every_s must be positive or None, not {checkpoint_every_s!r}")
+            self._timer = threading.Thread(
+                target=_checkpoint_loop, args=(weakref.ref(self), self._stop, float(checkpoint_every_s)),
+                name=f"checkpoint-{self.path.name}", daemon=True)
+            self._timer.start()
+        _OPEN.add(self)
 
     # ----------------------------------------------------------------- connections and transactions
 
@@ -160,8 +181,27 @@ class Database:
         """``PRAGMA integrity_check``: ``"ok"`` for a sound database."""
         return self._conn().execute("PRAGMA integrity_check").fetchone()[0]
 
+    def checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]:
+        """Copy the WAL into the database file: ``(busy, wal frames, frames checkpointed)``.
+
+        ``PASSIVE`` copies what it can without waiting for anyone; ``TRUNCATE`` waits for writers
+        (busy timeout), copies everything and empties the ``-wal`` file.
+        """
+        mode = mode.upper()
+        if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
+            raise InputError(f"checkpoint mode must be PASSIVE, FULL, RESTART or TRUNCATE, not {mode!r}")
+        row = self._retry(lambda: self._conn().execute(f"PRAGMA wal_checkpoint({mode})").fetchone())
+        return int(row[0]), int(row[1]), int(row[2])
+
     def close(self) -> None:
-        """Close every connection this store opened in this process (when no other thread uses it)."""
+        """Checkpoint the WAL into the database file, then close every connection this store opened
+        in this process (when no other thread uses it)."""
+        self._stop.set()
+        if self._timer is not None and self._timer is not threading.current_thread():
+            self._timer.join(timeout=5)
+        with contextlib.suppress(sqlite3.Error, XmrError):
+            self.checkpoint("TRUNCATE")
+        _OPEN.discard(self)
         with self._all_lock:
             mine = [c for pid, c in self._all if pid == os.getpid()]
             for conn in mine:
@@ -175,3 +215,25 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_OPEN: weakref.WeakSet[Database] = weakref.WeakSet()  # stores to checkpoint at interpreter exit
+
+
+def _checkpoint_loop(ref: weakref.ref, stop: threading.Event, every_s: float) -> None:
+    """Checkpoint the store ``ref`` names every ``every_s`` seconds until it is closed or collected."""
+    while not stop.wait(every_s):
+        db = ref()
+        if db is None:
+            return
+        with contextlib.suppress(sqlite3.Error, XmrError):
+            db.checkpoint("PASSIVE")
+            db.checkpoints += 1
+        del db  # no strong reference between rounds: a store nobody uses can be collected
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    for db in list(_OPEN):
+        with contextlib.suppress(Exception):
+            db.close()

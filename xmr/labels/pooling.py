@@ -24,11 +24,21 @@ A result already reached through another run is skipped without touching any pri
 MTF). While replaying, a result that has no grade yet is taken as relevant: judging ahead of the
 grades follows the run that is currently doing well, which is what MTF would do next.
 
+**Task distribution** (as Label Studio and Argilla do it): a result shown to an annotator is
+*reserved* for them for a lease (a row of ``reservations``). A reservation counts towards the
+pool's overlap like a grade, so other annotators are given other results; grading the result ends
+the reservation, and an expired lease counts no more, so the result returns to the pool. An
+annotator's own pending reservations come first, so asking again (a page reload) gives back the
+same result. Annotators who start a fresh query are spread by load: the query with the fewest
+annotators holding reservations in it comes first.
+
 **In the store.** :func:`create_pool` writes a pool, :func:`query_pools` reads each (pool, query)
-as a :class:`QueryPool` in one snapshot, and :func:`next_items` / :func:`progress_of` are pure
-functions of those snapshots. Which of a query's items an annotator may take is decided in one
-place, :meth:`QueryPool.open_for`. :class:`xmr.labels.store.LabelStore` runs these inside its
-transactions (``add_pool``, ``next_items``, ``pool_items``, ``progress``).
+as a :class:`QueryPool` in one snapshot (grades and live reservations), :func:`next_items` /
+:func:`progress_of` are pure functions of those snapshots and :func:`reserve_next` takes the next
+items with their leases inside one write transaction. Which of a query's items an annotator may
+take is decided in one place, :meth:`QueryPool.wants`. :class:`xmr.labels.store.LabelStore` runs
+these inside its transactions (``add_pool``, ``next_items``, ``reserve_next``, ``pool_items``,
+``progress``).
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ import dataclasses
 import os
 import random
 import sqlite3
-import zlib
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,6 +57,7 @@ from xmr.labels.schema import (
     PoolItem,
     Progress,
     QueryProgress,
+    annotator_row_id,
     make_docno,
     parse_docno,
     query_row_id,
@@ -175,7 +186,8 @@ class QueryPool:
     """One query of one pool, read in one snapshot: each run's pooled docnos and their current grades.
 
     ``lists[i]`` holds run ``run_names[i]``'s pooled docnos, best first; ``grades`` maps every
-    pooled docno to ``{annotator: grade}`` (empty while ungraded).
+    pooled docno to ``{annotator: grade}`` (empty while ungraded); ``reserved`` maps a docno to the
+    annotators holding a live lease on it (absent when nobody does).
     """
 
     pool: str
@@ -186,6 +198,7 @@ class QueryPool:
     run_names: list[str]
     lists: list[list[str]]
     grades: dict[str, dict[str, int]]
+    reserved: dict[str, set[str]] = dataclasses.field(default_factory=dict)
 
     def items(self) -> list[PoolItem]:
         """Every pooled result in the pool's judging order."""
@@ -204,9 +217,21 @@ class QueryPool:
         return out
 
     def wants(self, docno: str, annotator: str) -> bool:
-        """Whether ``annotator`` may grade ``docno`` now: not yet graded by them, and by < ``overlap``."""
+        """Whether ``annotator`` may grade ``docno`` now: not graded by them, and either reserved for
+        them or with fewer than ``overlap`` grades and other annotators' reservations together."""
         graded = self.grades[docno]
-        return annotator not in graded and len(graded) < self.overlap
+        if annotator in graded:
+            return False
+        held = self.reserved.get(docno, ())
+        return annotator in held or len(graded) + len(held) < self.overlap
+
+    def held_by(self, annotator: str) -> list[str]:
+        """The docnos ``annotator`` holds a live reservation on and has not graded yet."""
+        return [d for d, who in self.reserved.items() if annotator in who and annotator not in self.grades[d]]
+
+    def holders(self) -> set[str]:
+        """The annotators holding a live reservation in this query."""
+        return {a for who in self.reserved.values() for a in who}
 
     def open_for(self, annotator: str) -> list[PoolItem]:
         """The items ``annotator`` may grade, in judging order."""
@@ -281,10 +306,13 @@ def list_pools(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 
 
 def query_pools(
-    conn: sqlite3.Connection, pool: str | None = None, *, query: int | str | None = None
+    conn: sqlite3.Connection, pool: str | None = None, *, query: int | str | None = None,
+    now: float | None = None,
 ) -> list[QueryPool]:
-    """Every (pool, query) of one pool (or all), optionally of one query, with its current grades."""
+    """Every (pool, query) of one pool (or all), optionally of one query, with its current grades
+    and the reservations live at ``now`` (Unix seconds, default the present)."""
     only = query_row_id(conn, query) if query is not None else None
+    now = time.time() if now is None else float(now)
     sql, params = "SELECT * FROM pools", ()
     if pool is not None:
         sql, params = sql + " WHERE name = ?", (str(pool),)
@@ -300,6 +328,12 @@ def query_pools(
         [p["id"] for p in pools],
     ):
         grades.setdefault((r[0], make_docno(r[1], r[2])), {})[r[3]] = r[4]
+    reserved: dict[tuple[int, str], set[str]] = {}
+    for r in conn.execute(
+        "SELECT r.query_id, r.item_modality, r.item_id, a.name FROM reservations r "
+        "JOIN annotators a ON a.id = r.annotator_id WHERE r.expires_at > ?", (now,)
+    ):
+        reserved.setdefault((r[0], make_docno(r[1], r[2])), set()).add(r[3])
     out = []
     for p in pools:
         run_names = _run_names(conn, p["id"])
@@ -321,23 +355,71 @@ def query_pools(
                 pool=p["name"], overlap=p["overlap"], strategy=p["strategy"], query_id=query_id,
                 qid=qids[query_id], run_names=run_names, lists=lists,
                 grades={d: grades.get((query_id, d), {}) for d in docs},
+                reserved={d: reserved[(query_id, d)] for d in docs if (query_id, d) in reserved},
             ))
     return out
 
 
 def next_items(pools: Sequence[QueryPool], annotator: str, n: int) -> list[PoolItem]:
-    """The next ``n`` items for ``annotator`` (see :meth:`xmr.labels.store.LabelStore.next_items`)."""
-    started = [p for p in pools if p.started_by(annotator)]
-    fresh = [p for p in pools if not p.started_by(annotator)]
-    if fresh:  # rotated per annotator, so that annotators working at once spread over the queries
-        k = zlib.crc32(annotator.encode("utf-8")) % len(fresh)
-        fresh = fresh[k:] + fresh[:k]
+    """The next ``n`` items for ``annotator`` (see :meth:`xmr.labels.store.LabelStore.next_items`).
+
+    First the items the annotator holds a reservation on (oldest pool first), then the rest of the
+    queries they started, then fresh queries, least busy first: by the number of other annotators
+    holding reservations in them, then by how few of their items are still open to anyone, then
+    in pool order. Annotators arriving together thus spread over different queries.
+    """
     out: list[PoolItem] = []
+    seen: set[tuple[str, int, str]] = set()
+
+    def take(items: Sequence[PoolItem]) -> None:
+        for item in items:
+            key = (item.pool, item.query_id, item.docno)
+            if len(out) < n and key not in seen:
+                seen.add(key)
+                out.append(item)
+
+    for p in pools:
+        held = set(p.held_by(annotator))
+        if held:
+            take([item for item in p.items() if item.docno in held])
+    started = [p for p in pools if p.started_by(annotator) or p.held_by(annotator)]
+    fresh = [p for p in pools if not (p.started_by(annotator) or p.held_by(annotator))]
+    busy = {id(p): (len(p.holders() - {annotator}),
+                    -sum(len(g) + len(p.reserved.get(d, ())) < p.overlap for d, g in p.grades.items()))
+            for p in fresh}
+    fresh = sorted(fresh, key=lambda p: busy[id(p)])  # stable: pool order breaks ties
     for p in started + fresh:
         if len(out) >= n:
             break
-        out.extend(p.open_for(annotator)[: n - len(out)])
+        take(p.open_for(annotator))
     return out
+
+
+def reserve_next(
+    conn: sqlite3.Connection,
+    annotator: str,
+    n: int,
+    *,
+    lease_s: float,
+    pool: str | None = None,
+    query: int | str | None = None,
+    now: float | None = None,
+) -> list[PoolItem]:
+    """Inside a write transaction: drop expired leases, take the annotator's next ``n`` items
+    (:func:`next_items`) and reserve each for ``lease_s`` seconds from ``now`` (a pending
+    reservation's lease is renewed)."""
+    now = time.time() if now is None else float(now)
+    conn.execute("DELETE FROM reservations WHERE expires_at <= ?", (now,))
+    items = next_items(query_pools(conn, pool, query=query, now=now), annotator, n)
+    if items:
+        aid = annotator_row_id(conn, annotator)
+        conn.executemany(
+            "INSERT INTO reservations(query_id, item_modality, item_id, annotator_id, pool, reserved_at, "
+            "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(query_id, item_modality, item_id, "
+            "annotator_id) DO UPDATE SET expires_at = excluded.expires_at",
+            [(it.query_id, it.item_modality, it.item_id, aid, it.pool, now, now + lease_s) for it in items],
+        )
+    return items
 
 
 def progress_of(conn: sqlite3.Connection, pool: str | None = None) -> Progress:
@@ -357,6 +439,8 @@ def progress_of(conn: sqlite3.Connection, pool: str | None = None) -> Progress:
             qid=p.qid, pool_size=len(p.grades), judged_items=sum(1 for g in p.grades.values() if g),
             complete_items=sum(1 for g in p.grades.values() if len(g) >= p.overlap),
             annotators=tuple(sorted({a for g in p.grades.values() for a in g})),
+            reserved_items=sum(1 for d, who in p.reserved.items()
+                               if len(p.grades[d]) < p.overlap and who - set(p.grades[d])),
         )
         for p in pools
     ]

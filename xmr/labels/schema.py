@@ -13,7 +13,10 @@ column is a new entry appended to the list, never an edit of an old one):
   its place) or ``undone``. A partial unique index keeps exactly one current row per
   (query, item, annotator), so the history is kept without ever having two answers;
 - ``eval_sets`` / ``eval_set_queries`` — named sets of queries whose judgements are their qrels;
-- ``pools`` / ``pool_runs`` / ``pool_entries`` — what to judge next (see :mod:`xmr.labels.pooling`).
+- ``pools`` / ``pool_runs`` / ``pool_entries`` — what to judge next (see :mod:`xmr.labels.pooling`);
+- ``reservations`` — leases: a pooled result shown to an annotator is theirs until it is graded or
+  the lease runs out (``expires_at``, Unix seconds), so that two annotators are never given the same
+  result beyond the pool's overlap (version 2).
 
 Results are named by document numbers ``"<modality>:<item_id>"`` (:func:`make_docno`) in qrels,
 runs and pools alike. Standard library only.
@@ -112,6 +115,21 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (pool_id, query_id, run_index, rank)
     );
     CREATE INDEX pool_entries_by_query ON pool_entries(query_id);
+    """,
+    # 2: reservations (leases) of pooled results, one row per (query, result, annotator).
+    """
+    CREATE TABLE reservations (
+        query_id INTEGER NOT NULL REFERENCES queries(id) ON DELETE CASCADE,
+        item_modality TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+        pool TEXT,
+        reserved_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (query_id, item_modality, item_id, annotator_id)
+    );
+    CREATE INDEX reservations_by_expiry ON reservations(expires_at);
+    CREATE INDEX reservations_by_annotator ON reservations(annotator_id, reserved_at);
     """,
 ]
 
@@ -234,6 +252,7 @@ class QueryProgress:
     judged_items: int
     complete_items: int
     annotators: tuple[str, ...]
+    reserved_items: int = 0  # items with a live reservation and fewer grades than the overlap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -361,6 +380,21 @@ def annotator_row_id(conn: sqlite3.Connection, name: str) -> int:
         return row[0]
     sql = "INSERT INTO annotators(name, created_at) VALUES (?, ?)"
     return conn.execute(sql, (name, utc_now())).lastrowid
+
+
+COUNTED_TABLES = ("annotators", "queries", "judgements", "eval_sets", "pools", "pool_entries", "reservations")
+
+
+def table_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """Rows per table (and ``current``: current judgements) of an open database, in one statement."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    parts = [f"(SELECT COUNT(*) FROM {t}) AS {t}" for t in COUNTED_TABLES if t in tables]
+    if "judgements" in tables:
+        parts.append("(SELECT COUNT(*) FROM judgements WHERE state = 'current') AS current")
+    if not parts:
+        return {}
+    row = conn.execute("SELECT " + ", ".join(parts)).fetchone()
+    return {name: int(v) for name, v in zip([p.rsplit(" AS ", 1)[1] for p in parts], tuple(row), strict=True)}
 
 
 def set_row_id(conn: sqlite3.Connection, name: str) -> int:

@@ -10,6 +10,15 @@ Durability: ``synchronous=FULL`` makes SQLite fsync the write-ahead log at every
 cut (``NORMAL`` would survive a killed process only, since WAL frames sit in the OS page cache
 until a checkpoint; a judgement is a human click, so one fsync per click costs nothing a person
 would notice).
+
+Complete files: the store checkpoints its write-ahead log into the database file on a timer
+(``checkpoint_every_s``) and when it is closed, so that after a normal stop ``labels.sqlite`` alone
+holds every grade; :meth:`LabelStore.backup` writes a consistent copy while annotators keep working
+(SQLite's online backup API).
+
+Reservations: :meth:`LabelStore.reserve_next` gives an annotator the next results and reserves them
+for ``lease_s`` seconds (see :mod:`xmr.labels.pooling`), so that annotators working at once are
+given different results and a result is graded no more often than its pool's overlap asks.
 """
 
 from __future__ import annotations
@@ -47,8 +56,11 @@ from xmr.labels.schema import (
     query_from_row,
     query_row_id,
     set_row_id,
+    table_counts,
     utc_now,
 )
+
+DEFAULT_LEASE_S = 300.0  # five minutes: time to listen to a clip, read a score and decide
 
 
 class LabelStore(Database):
@@ -63,6 +75,9 @@ class LabelStore(Database):
         sync: what receives every event (query, grade, undo), e.g. a :class:`xmr.labels.hub.JsonlSync`;
             None or False: none. The store never reads the environment: whoever builds it from
             the environment passes ``sync=xmr.labels.hub.from_env()``.
+        lease_s: how long a result given by :meth:`reserve_next` stays reserved for its annotator.
+        checkpoint_every_s: how often a background thread checkpoints the WAL into the database
+            file (None: only on :meth:`close`).
 
     Example:
         >>> store = LabelStore("labels/labels.sqlite")
@@ -81,11 +96,17 @@ class LabelStore(Database):
         busy_timeout_ms: int = 5000,
         max_wait_s: float = 120.0,
         sync: EventSink | None | bool = None,
+        lease_s: float = DEFAULT_LEASE_S,
+        checkpoint_every_s: float | None = 30.0,
     ) -> None:
+        if not float(lease_s) > 0:
+            raise InputError(f"lease_s must be positive, not {lease_s!r}")
         super().__init__(path, migrations=MIGRATIONS, synchronous=synchronous,
-                         busy_timeout_ms=busy_timeout_ms, max_wait_s=max_wait_s)
+                         busy_timeout_ms=busy_timeout_ms, max_wait_s=max_wait_s,
+                         checkpoint_every_s=checkpoint_every_s)
         self.media_dir = self.path.parent / f"{self.path.stem}_media"
         self.sync: EventSink | None = sync or None
+        self.lease_s = float(lease_s)
 
     # ----------------------------------------------------------------- annotators and queries
     def add_annotator(self, name: str) -> int:
@@ -270,6 +291,9 @@ class LabelStore(Database):
                 previous = old[0] if old else None
                 if previous is not None:
                     conn.execute("UPDATE judgements SET state = 'replaced' WHERE id = ?", (previous,))
+                conn.execute(  # graded: the reservation, if any, has served its purpose
+                    "DELETE FROM reservations WHERE query_id = ? AND item_modality = ? AND item_id = ? "
+                    "AND annotator_id = ?", (qid, r["item_modality"], r["item_id"], aid))
                 ids.append(conn.execute(
                     "INSERT INTO judgements(query_id, item_modality, item_id, annotator_id, grade, at, "
                     "model_fingerprint, index_version, note, previous_id, state) "
@@ -320,6 +344,12 @@ class LabelStore(Database):
             if last is None:
                 return None
             conn.execute("UPDATE judgements SET state = 'undone' WHERE id = ?", (last["id"],))
+            if last["previous_id"] is None:  # ungraded again: keep it for its annotator to regrade
+                now = time.time()
+                conn.execute(
+                    "INSERT OR REPLACE INTO reservations(query_id, item_modality, item_id, annotator_id, "
+                    "pool, reserved_at, expires_at) SELECT query_id, item_modality, item_id, annotator_id, "
+                    "NULL, ?, ? FROM judgements WHERE id = ?", (now, now + self.lease_s, last["id"]))
             restored = None
             if last["previous_id"] is not None:
                 conn.execute("UPDATE judgements SET state = 'current' WHERE id = ?", (last["previous_id"],))
@@ -484,10 +514,11 @@ class LabelStore(Database):
     ) -> list[PoolItem]:
         """The next ``n`` pooled results for this annotator to grade, best first.
 
-        Items this annotator has graded are never returned, nor items that already have
-        ``overlap`` annotators. Queries the annotator has started come first (to finish them);
-        the others follow in an order rotated per annotator, so that annotators working at once
-        spread over different queries. Within a query the pool's strategy orders the items.
+        Items this annotator has graded are never returned, nor items whose grades and other
+        annotators' live reservations already reach ``overlap``. Items the annotator holds come
+        first, then the queries they have started (to finish them); fresh queries follow least
+        busy first, so that annotators working at once spread over different queries. Within a
+        query the pool's strategy orders the items. Nothing is reserved: :meth:`reserve_next` does.
 
         Example:
             >>> for item in store.next_items("ada", 5):
@@ -498,6 +529,66 @@ class LabelStore(Database):
             raise InputError("annotator name is empty")
         pools = self._read(lambda conn: pooling.query_pools(conn, pool, query=query))
         return pooling.next_items(pools, annotator, n)
+
+    def reserve_next(
+        self,
+        annotator: str,
+        n: int = 1,
+        *,
+        pool: str | None = None,
+        query: int | str | None = None,
+        lease_s: float | None = None,
+    ) -> list[PoolItem]:
+        """The next ``n`` results for this annotator, each reserved for them for a lease.
+
+        As :meth:`next_items`, in one write transaction: results the annotator already holds come
+        first (their lease renewed), so asking again after a page reload gives back the same result;
+        other annotators are not given a reserved result while its lease runs, unless the pool's
+        overlap leaves room for them too; grading it ends the reservation, and an expired one
+        returns the result to the pool.
+
+        Args:
+            annotator: who is grading.
+            n: how many results to reserve.
+            pool, query: only this pool or this query.
+            lease_s: the lease in seconds (default the store's ``lease_s``).
+
+        Example:
+            >>> [item] = store.reserve_next("ada")
+            >>> store.record_judgement(query=item.query_id, item_id=item.item_id,
+            ...                        item_modality=item.item_modality, grade=2, annotator="ada")
+        """
+        annotator = str(annotator).strip()
+        if not annotator:
+            raise InputError("annotator name is empty")
+        lease = self.lease_s if lease_s is None else float(lease_s)
+        if not lease > 0:
+            raise InputError(f"lease_s must be positive, not {lease_s!r}")
+        return self._write(lambda conn: pooling.reserve_next(conn, annotator, int(n), lease_s=lease,
+                                                             pool=pool, query=query))
+
+    def release(self, annotator: str) -> int:
+        """Give back every reservation of this annotator (they stop working); returns how many."""
+        name = str(annotator).strip()
+        return self._write(lambda conn: conn.execute(
+            "DELETE FROM reservations WHERE annotator_id IN (SELECT id FROM annotators WHERE name = ?)",
+            (name,)).rowcount)
+
+    def reservations(self, *, live_only: bool = True) -> list[dict[str, Any]]:
+        """The reservations (live ones only, by default): qid, docno, annotator, pool, times."""
+
+        def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            sql = ("SELECT q.qid, r.item_modality, r.item_id, a.name, r.pool, r.reserved_at, r.expires_at "
+                   "FROM reservations r JOIN queries q ON q.id = r.query_id "
+                   "JOIN annotators a ON a.id = r.annotator_id")
+            params: tuple = ()
+            if live_only:
+                sql, params = sql + " WHERE r.expires_at > ?", (time.time(),)
+            return [{"qid": r[0], "docno": make_docno(r[1], r[2]), "annotator": r[3], "pool": r[4],
+                     "reserved_at": r[5], "expires_at": r[6]}
+                    for r in conn.execute(sql + " ORDER BY r.reserved_at", params)]
+
+        return self._read(run)
 
     def pool_items(self, *, query: int | str, pool: str | None = None) -> list[PoolItem]:
         """All pooled results of one query (graded or not), in judging order, for a results view.
@@ -514,14 +605,33 @@ class LabelStore(Database):
     # ----------------------------------------------------------------- maintenance
 
     def backup(self, target: str | os.PathLike) -> Path:
-        """A consistent copy of the database (SQLite's online backup) plus its media folder."""
-        target = Path(target)
+        """A consistent copy of the database in one file, plus its media folder, while others write.
+
+        SQLite's online backup API copies one snapshot (every grade committed before it started,
+        none after) into ``target`` (written beside it first, then renamed, so a failed backup never
+        leaves half a file under that name); the stored query media go to ``<target stem>_media/``.
+        The copy is a plain database (no WAL) that :class:`LabelStore` opens as it is.
+
+        Example:
+            >>> store.backup("backups/labels-2024-05-01.sqlite")
+        """
+        target = Path(target).expanduser().resolve()
+        if target == self.path:
+            raise InputError(f"the backup must go to another file than the database {self.path.name}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        dst = sqlite3.connect(target)
+        tmp = target.with_name(f".{target.name}.part")
+        tmp.unlink(missing_ok=True)
+        dst = sqlite3.connect(tmp)
         try:
-            self._conn().backup(dst)
+            self._retry(lambda: self._conn().backup(dst))
+            dst.execute("PRAGMA journal_mode=DELETE")  # a single self-contained file
         finally:
             dst.close()
+        tmp.replace(target)
         if self.media_dir.exists():
             shutil.copytree(self.media_dir, target.parent / f"{target.stem}_media", dirs_exist_ok=True)
         return target
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table in one snapshot (judgements: every row of the history; current: current ones)."""
+        return self._read(table_counts)
