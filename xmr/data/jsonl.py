@@ -15,6 +15,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,21 @@ def write_jsonl(
         for row in rows:
             fh.write(jsonl_line(row, default=default))
     return path
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types: dataclasses and ``to_dict()`` objects as dicts, tuples as
+    lists, paths as strings, NumPy arrays as lists and NumPy/torch scalars as Python numbers."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(asdict(value))
+    if hasattr(value, "to_dict"):
+        return to_jsonable(value.to_dict())
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist") and callable(value.tolist):  # NumPy arrays and scalars, torch scalars
+        return to_jsonable(value.tolist())
+    return value

@@ -381,3 +381,19 @@ def index_memory_bytes(index) -> int:
     import faiss
 
     return int(faiss.serialize_index(index).nbytes)
+
+
+def shifted_queries(vectors: np.ndarray, count: int = 500, *, seed: int = 0) -> np.ndarray:
+    """Held-out-style tuning queries for an index with no other modality to query it with.
+
+    Random rows moved off the data manifold (isotropic noise of norm ~0.5 plus one fixed offset
+    of norm 0.3, like a modality gap), so that they do not find themselves at rank 1.
+    """
+    rng = np.random.default_rng(seed)
+    x = normalize(vectors)
+    pick = x[rng.choice(len(x), size=min(count, len(x)), replace=False)]
+    dim = x.shape[1]
+    gap = rng.standard_normal(dim).astype(np.float32)
+    gap *= 0.3 / np.linalg.norm(gap)
+    noise = rng.standard_normal(pick.shape).astype(np.float32) * (0.5 / np.sqrt(dim))
+    return normalize(pick + noise + gap)

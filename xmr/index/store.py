@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from xmr.data.jsonl import to_jsonable
 from xmr.errors import CheckpointMismatchError, InputError, MissingAssetError
 from xmr.index.ann import (
     build_index,
@@ -40,8 +41,10 @@ from xmr.index.ann import (
     normalize,
     parse_size,
     search_index,
+    shifted_queries,
     tune_search_params,
 )
+from xmr.index.metadata import clean_metadata
 
 FORMAT = "xmr-index/1"
 MODALITIES = ("audio", "image", "text")
@@ -84,57 +87,6 @@ class Hit:
         return asdict(self)
 
 
-def _first_caption(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    try:
-        items = list(value)
-    except TypeError:
-        return str(value)
-    return str(items[0]) if items else ""
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
-
-
-def _clean_metadata(frame) -> Any:
-    """Copy a metadata frame with a string ``id`` and a plain-string ``caption`` column."""
-    import pandas as pd
-
-    df = pd.DataFrame(frame).reset_index(drop=True).copy()
-    if "id" not in df.columns:
-        raise InputError("index metadata needs an 'id' column")
-    df["id"] = df["id"].astype(str)
-    if "caption" in df.columns:
-        df["caption"] = [_first_caption(v) for v in df["caption"]]
-    else:
-        df["caption"] = ""
-    return df
-
-
-def shifted_queries(vectors: np.ndarray, count: int = 500, *, seed: int = 0) -> np.ndarray:
-    """Held-out-style tuning queries for an index with no other modality to query it with.
-
-    Random rows moved off the data manifold (isotropic noise of norm ~0.5 plus one fixed offset
-    of norm 0.3, like a modality gap), so that they do not find themselves at rank 1.
-    """
-    rng = np.random.default_rng(seed)
-    x = normalize(vectors)
-    pick = x[rng.choice(len(x), size=min(count, len(x)), replace=False)]
-    dim = x.shape[1]
-    gap = rng.standard_normal(dim).astype(np.float32)
-    gap *= 0.3 / np.linalg.norm(gap)
-    noise = rng.standard_normal(pick.shape).astype(np.float32) * (0.5 / np.sqrt(dim))
-    return normalize(pick + noise + gap)
-
-
 class IndexStore:
     """FAISS indexes per modality + metadata, built by one checkpoint (its fingerprint).
 
@@ -148,7 +100,7 @@ class IndexStore:
         self.fingerprint = str(fingerprint)
         self.dim = int(dim)
         self._indexes = indexes
-        self._metadata = {name: _clean_metadata(df) for name, df in metadata.items()}
+        self._metadata = {name: clean_metadata(df) for name, df in metadata.items()}
         self.info = info
         self.extra = dict(extra or {})
         self.folder = folder
@@ -213,7 +165,7 @@ class IndexStore:
         for name, x in arrays.items():
             if name not in metadata:
                 raise InputError(f"no metadata for the {name} vectors")
-            frame = _clean_metadata(metadata[name])
+            frame = clean_metadata(metadata[name])
             if len(frame) != len(x):
                 raise InputError(f"{name}: {len(x)} vectors but {len(frame)} metadata rows")
             if len(x) == 0:
@@ -286,10 +238,10 @@ class IndexStore:
             "fingerprint": self.fingerprint,
             "dim": self.dim,
             "indexes": self.info,
-            **{k: _jsonable(v) for k, v in self.extra.items()},
+            **{k: to_jsonable(v) for k, v in self.extra.items()},
         }
         tmp = folder / ".index.json.tmp"
-        tmp.write_text(json.dumps(doc, indent=2, default=_jsonable) + "\n")
+        tmp.write_text(json.dumps(doc, indent=2, default=to_jsonable) + "\n")
         os.replace(tmp, folder / "index.json")
         self.folder = folder
         return folder
@@ -550,7 +502,7 @@ class IndexStore:
                 item_id=item, modality=name, score=float(s), caption=str(captions[lab]), row=int(lab),
                 start=float(row["start"]) if has_time else None,
                 end=float(row["end"]) if has_time and "end" in meta.columns else None,
-                metadata={c: _jsonable(row[c]) for c in meta.columns if c not in ("id", "caption")},
+                metadata={c: to_jsonable(row[c]) for c in meta.columns if c not in ("id", "caption")},
             ))
             if len(hits) >= k:
                 break
@@ -593,7 +545,7 @@ class IndexStore:
         x = normalize(vectors)
         if x.shape[1] != self.dim:
             raise InputError(f"new vectors have dimension {x.shape[1]}, the index has {self.dim}")
-        frame = _clean_metadata(metadata)
+        frame = clean_metadata(metadata)
         if len(frame) != len(x):
             raise InputError(f"{len(x)} vectors but {len(frame)} metadata rows")
         if name not in self._indexes:

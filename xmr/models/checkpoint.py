@@ -18,12 +18,12 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from xmr.data.jsonl import to_jsonable
 from xmr.errors import CheckpointMismatchError, InputError, MissingAssetError
 from xmr.models.config import ModelConfig
 from xmr.models.fingerprint import external_hashes, fingerprint_from, split_state
@@ -33,22 +33,6 @@ FORMAT = "xmr-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-
-
-def _jsonable(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(asdict(value))
-    if hasattr(value, "to_dict"):
-        return _jsonable(value.to_dict())
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return value.item()
-    return value
 
 
 def preprocessing_of(cfg: ModelConfig) -> dict[str, Any]:
@@ -111,7 +95,7 @@ def save_checkpoint(
         "model": cfg.to_dict(),
         "preprocessing": preprocessing_of(cfg),
         "external_weights": ext_info,
-        **_jsonable(extra),
+        **to_jsonable(extra),
     }
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
