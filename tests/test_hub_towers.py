@@ -111,7 +111,7 @@ def test_tampered_hub_checkpoint_is_refused(tmp_path):
 
 def test_zero_shot_checkpoint_records_shared_and_untrained_pairs(tmp_path):
     from xmr.models import ModelConfig, TowerConfig, load_model, read_checkpoint_config
-    from xmr.models.hub import make_zero_shot_checkpoint, untrained_directions
+    from xmr.models.zero_shot import make_zero_shot_checkpoint, untrained_directions
 
     clap = hub_tiny.write_tiny_clap(tmp_path / "clap")
     clip = hub_tiny.write_tiny_clip(tmp_path / "clip")
@@ -141,7 +141,7 @@ def test_zero_shot_checkpoint_records_shared_and_untrained_pairs(tmp_path):
 
 def test_untrained_model_without_shared_towers_is_refused(tmp_path):
     from xmr.errors import InputError
-    from xmr.models.hub import make_zero_shot_checkpoint
+    from xmr.models.zero_shot import make_zero_shot_checkpoint
 
     clip = hub_tiny.write_tiny_clip(tmp_path / "clip")
     with pytest.raises(InputError, match="share a space"):

@@ -26,8 +26,8 @@ def _init(args: argparse.Namespace) -> int:
     import yaml
 
     from xmr.errors import InputError
-    from xmr.models.hub import make_zero_shot_checkpoint
     from xmr.models.registry import get_model_config
+    from xmr.models.zero_shot import make_zero_shot_checkpoint
 
     overrides = {}
     for text in args.overrides:
