@@ -266,3 +266,88 @@ def test_swapped_tuple_order_is_an_error():
     with pytest.raises(InputError) as ei:
         load_audio((tone(), SR))
     assert "sample rate must be a number" in one_line_error(ei)
+
+
+# --------------------------------------------------------------------------- exact messages of uploads
+# What a visitor sees for each upload case: the whole one-line message, the file named by its own
+# name and never by the folder it was uploaded to.
+
+
+def wav_bytes(seconds: float, sr: int = 16000) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, tone(seconds=seconds, sr=sr), sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def flac_bytes(seconds: float, sr: int = SR) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, tone(seconds=seconds, sr=sr), sr, format="FLAC")
+    return buf.getvalue()
+
+
+UPLOADS = {  # file name -> (content, exact message)
+    "empty.wav": (b"", "empty.wav is empty (0 bytes)"),
+    "id3only.mp3": (b"ID3\x03\x00\x00\x00\x00\x00\x10" + b"\x00" * 16,
+                    "cannot decode id3only.mp3 as audio (Format not recognised); use WAV, FLAC, OGG or MP3"),
+    "notes.mp3": (b"this is not audio\nat all\n",
+                  "cannot decode notes.mp3 as audio (Format not recognised); use WAV, FLAC, OGG or MP3"),
+    "header says 10 s.wav": (wav_bytes(10)[: 44 + 96],
+                             "header says 10 s.wav is truncated: its header promises 10.0 s of audio but the "
+                             "file holds 3 ms; upload the whole file"),
+    "short.wav": (wav_bytes(0.2),
+                  "short.wav is 200 ms long, too short to search with; use a clip of at least 1 s"),
+    "silence.wav": (wav_bytes(0.0)[:40] + (32000).to_bytes(4, "little") + b"\x00" * 32000,  # 1 s of zeros
+                    "silence.wav is silent (peak amplitude 0); record or upload audio with sound"),
+    "cut.flac": (flac_bytes(1.0)[: len(flac_bytes(1.0)) // 2],
+                 "cannot decode cut.flac (Error : flac decoder lost sync); the file may be damaged"),
+    "long.flac": (flac_bytes(3.0), "long.flac is 3.0 s long; the limit is 2 s, trim it or raise max_seconds"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UPLOADS))
+def test_upload_messages_are_exact_and_name_the_file_only(tmp_path, name):
+    content, expected = UPLOADS[name]
+    folder = tmp_path / "server upload folder" / "7f3a9c"
+    folder.mkdir(parents=True)
+    (folder / name).write_bytes(content)
+    with pytest.raises(InputError) as ei:
+        load_audio(folder / name, max_seconds=2.0, min_seconds=1.0)
+    msg = one_line_error(ei)
+    assert msg == expected
+    assert str(tmp_path) not in msg and "7f3a9c" not in msg
+
+
+def test_unsupported_container_and_missing_file_messages_are_exact(tmp_path):
+    folder = tmp_path / "uploads"
+    path = write(folder.mkdir() or folder / "x.au", tone(), fmt="AU", subtype="PCM_16")
+    with pytest.raises(InputError) as ei:
+        load_audio(path)
+    assert one_line_error(ei) == "unsupported audio format AU in x.au; use WAV, FLAC, OGG or MP3"
+    with pytest.raises(InputError) as ei:
+        load_audio(folder / "nope.wav")
+    assert one_line_error(ei) == "audio file not found: nope.wav"
+
+
+def test_a_truncated_file_that_holds_enough_is_kept_with_a_note(tmp_path):
+    path = tmp_path / "cut.wav"
+    path.write_bytes(wav_bytes(10)[: 44 + 2 * 16000 * 6])  # 6 of the 10 s its header promises
+    notes: list[str] = []
+    wave = load_audio(path, sample_rate=16000, min_seconds=1.0, notes=notes)
+    assert wave.shape == (96000,)
+    assert notes == ["cut.wav is truncated: its header promises 10.0 s of audio but the file holds 6.0 s, "
+                     "searched with those 6.0 s"]
+
+
+def test_a_whole_file_gets_no_note_and_no_minimum_by_default(tmp_path):
+    path = tmp_path / "whole.wav"
+    path.write_bytes(wav_bytes(0.3))
+    notes: list[str] = []
+    assert load_audio(path, sample_rate=16000, notes=notes).shape == (4800,)
+    assert notes == []
+
+
+def test_a_long_libsndfile_reason_is_kept_whole():
+    from xmr.media._common import decoder_reason
+
+    reason = "Error opening '/srv/uploads/ab12/take 1.mp3': " + "x" * 400 + "."
+    assert decoder_reason(RuntimeError(reason), "/srv/uploads/ab12/take 1.mp3") == "x" * 400

@@ -244,3 +244,69 @@ def test_missing_file(tmp_path):
     with pytest.raises(InputError) as ei:
         load_image(tmp_path / "nope.png")
     assert "not found" in one_line_error(ei)
+
+
+# --------------------------------------------------------------------------- exact messages of uploads
+
+
+def _frames_gif(n: int) -> bytes:
+    frames = [Image.new("RGB", (8, 8), (i % 256, (7 * i) % 256, (13 * i) % 256)) for i in range(n)]
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+
+
+UPLOADS = {  # file name -> (content, exact message)
+    "line.png": (lambda: encode(Image.new("L", (1, 60000), 255), "PNG"),
+                 "line.png is 1x60000 pixels, an aspect ratio of 1:60000 (at most 25:1 either way); "
+                 "crop it to the part to search with"),
+    "strip.png": (lambda: encode(Image.new("L", (3000, 100), 255), "PNG"),
+                  "strip.png is 3000x100 pixels, an aspect ratio of 30:1 (at most 25:1 either way); "
+                  "crop it to the part to search with"),
+    "cut.png": (lambda: encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3),
+                                                                              dtype=np.uint8)), "PNG")[:400],
+                "cannot decode cut.png (image file is truncated); the file may be damaged"),
+    "empty.png": (lambda: b"", "empty.png is empty (0 bytes)"),
+    "notes.png": (lambda: b"not an image",
+                  "cannot decode notes.png as an image; use PNG, JPEG, WebP, GIF, BMP or TIFF"),
+    "x.ico": (lambda: encode(Image.new("RGB", (16, 16)), "ICO"),
+              "unsupported image format ICO in x.ico; use PNG, JPEG, WebP, GIF, BMP or TIFF"),
+    "big.png": (lambda: encode(Image.new("L", (3000, 2000)), "PNG"),
+                "big.png is 3000x2000 = 6,000,000 pixels, over the limit of 5,000,000; downscale it first"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UPLOADS))
+def test_upload_messages_are_exact_and_name_the_file_only(tmp_path, name):
+    make, expected = UPLOADS[name]
+    folder = tmp_path / "server upload folder" / "7f3a9c"
+    folder.mkdir(parents=True)
+    (folder / name).write_bytes(make())
+    with pytest.raises(InputError) as ei:
+        load_image(folder / name, max_pixels=5_000_000, max_aspect=25)
+    msg = one_line_error(ei)
+    assert msg == expected
+    assert str(tmp_path) not in msg and "7f3a9c" not in msg
+
+
+def test_missing_file_message_is_exact(tmp_path):
+    with pytest.raises(InputError) as ei:
+        load_image(tmp_path / "nope.png")
+    assert one_line_error(ei) == "image file not found: nope.png"
+
+
+def test_many_frames_give_a_note_and_the_first_frame(tmp_path):
+    path = tmp_path / "anim.gif"
+    path.write_bytes(_frames_gif(500))
+    notes: list[str] = []
+    img = load_image(path, notes=notes)
+    assert notes == ["anim.gif has 500 frames, only the first is used"]
+    assert tuple(np.asarray(img)[3, 3]) == (0, 0, 0)
+
+
+def test_aspect_is_free_without_a_limit_and_a_still_image_has_no_note():
+    notes: list[str] = []
+    img = load_image(encode(Image.new("L", (1, 600), 255), "PNG"), notes=notes)
+    assert img.size == (1, 600) and notes == []
+    with pytest.raises(InputError) as ei:
+        load_image(np.zeros((2, 100), np.uint8), max_aspect=25)
+    assert one_line_error(ei) == ("image is 100x2 pixels, an aspect ratio of 50:1 (at most 25:1 either way); "
+                                  "crop it to the part to search with")

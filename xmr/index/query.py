@@ -28,13 +28,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class QueryLimits:
-    """What a query input may be: the longest audio, the largest image, the longest text.
+    """What a query input may be: the longest and shortest audio, the largest and most elongated
+    image, the longest text.
 
-    The defaults are those of :mod:`xmr.media`; the app passes stricter ones for visitors.
+    The caps are those of :mod:`xmr.media`; the app passes stricter ones for visitors. A clip
+    under a second holds too little music to search with, and an image more than 25 times as
+    long as it is wide (or wide as it is long) shrinks to a line in the model's input.
     """
 
     max_audio_seconds: float | None = 600.0
+    min_audio_seconds: float | None = 1.0
     max_image_pixels: int = 50_000_000
+    max_image_aspect: float | None = 25.0
     max_text_chars: int = 1000
 
 
@@ -182,10 +187,13 @@ def encode_query(
                 notes.append(f"the text was cut to its first {limits.max_text_chars} characters")
             parts[name] = model.encode("text", [norm.text])[0]
         elif m == "image":
-            parts[name] = model.encode("image", [load_image(value, max_pixels=limits.max_image_pixels)])[0]
+            img = load_image(value, max_pixels=limits.max_image_pixels, max_aspect=limits.max_image_aspect,
+                             notes=notes)
+            parts[name] = model.encode("image", [img])[0]
         else:
             wave = value if isinstance(value, np.ndarray) else load_audio(
-                value, sample_rate=int(model.sample_rate), max_seconds=limits.max_audio_seconds)
+                value, sample_rate=int(model.sample_rate), max_seconds=limits.max_audio_seconds,
+                min_seconds=limits.min_audio_seconds, notes=notes)
             track = embed_audio(model, [wave])[0]
             parts[name] = track.vector
             if len(track.windows) > 1:

@@ -4,7 +4,9 @@ Decoding uses Pillow. The pixel count is checked from the header before any pixe
 decompression-bomb guard), EXIF orientation is applied, transparency is flattened onto white, and
 the mode is converted to RGB or L. :class:`ImageConfig` holds the target size, mode and resize
 policy (pad, crop or stretch). Everything a user can get wrong raises
-:class:`xmr.errors.InputError` with a one-line message.
+:class:`xmr.errors.InputError` with a one-line message that names a file by its own name and keeps
+the decoder's whole reason; an extreme aspect ratio is refused from the header when a limit is
+given (``max_aspect``), and an animation is read at its first frame with a note (``notes``).
 
 Example::
 
@@ -25,7 +27,7 @@ import numpy as np
 
 from xmr.config import strict_from_dict
 from xmr.errors import ConfigError, InputError
-from xmr.media._common import describe, one_line, open_source
+from xmr.media._common import decoder_reason, describe, open_source
 
 DEFAULT_MAX_PIXELS = 50_000_000
 # Pillow formats we accept; others it can open (EPS, PSD, ICO, PPM, ...) are refused so that the
@@ -90,7 +92,14 @@ class ImageConfig:
         return strict_from_dict(cls, data)
 
 
-def load_image(src: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS, mode: str | None = None):
+def load_image(
+    src: Any,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    mode: str | None = None,
+    max_aspect: float | None = None,
+    notes: list[str] | None = None,
+):
     """Decode and validate an image from an untrusted source.
 
     Args:
@@ -99,13 +108,17 @@ def load_image(src: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS, mode: str | No
         max_pixels: largest accepted ``width * height``; checked before the pixels are decoded.
         mode: ``"RGB"`` or ``"L"`` to convert to; ``None`` keeps grayscale images ``"L"`` and makes
             everything else ``"RGB"``.
+        max_aspect: largest accepted ratio of the longer side to the shorter (``None``: any);
+            checked before the pixels are decoded.
+        notes: a list to append what the user should know to (an animation's frames beyond the first).
 
     Returns:
         A loaded ``PIL.Image.Image`` in mode ``"RGB"`` or ``"L"``, upright (EXIF orientation applied),
         transparency composited onto white.
 
     Raises:
-        InputError: undecodable, zero-size, over the pixel cap, or an unsupported type or format.
+        InputError: undecodable, zero-size, over the pixel cap or the aspect limit, or an unsupported
+            type or format.
 
     Example::
 
@@ -118,19 +131,22 @@ def load_image(src: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS, mode: str | No
     name = describe(src)
     if isinstance(src, Image.Image):
         img = src
-        _check_size(img.size, name, max_pixels)
+        _check_size(img.size, name, max_pixels, max_aspect)
     elif isinstance(src, np.ndarray):
-        img = _from_array(src, max_pixels=max_pixels)
+        img = _from_array(src, max_pixels=max_pixels, max_aspect=max_aspect)
     else:
-        img = _open(src, name, max_pixels)
+        img = _open(src, name, max_pixels, max_aspect)
         if img.format not in SUPPORTED_FORMATS:
             raise InputError(f"unsupported image format {img.format} in {name}; use {SUPPORTED_NAMES}")
         try:
+            frames = int(getattr(img, "n_frames", 1) or 1)
             img.seek(0)  # first frame of an animation
             img.load()
         except Exception as err:
-            raise InputError(f"cannot decode {name} ({one_line(err, 120)}); the file may be damaged") \
+            raise InputError(f"cannot decode {name} ({decoder_reason(err, src)}); the file may be damaged") \
                 from None
+        if frames > 1 and notes is not None:
+            notes.append(f"{name} has {frames} frames, only the first is used")
     # A broken EXIF block should not make a good picture unusable.
     with contextlib.suppress(Exception):
         img = ImageOps.exif_transpose(img)
@@ -203,7 +219,7 @@ def resize_image(img, *, size: tuple[int, int], policy: str = "pad", fill: int =
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_size(size: tuple[int, int], name: str, max_pixels: int) -> None:
+def _check_size(size: tuple[int, int], name: str, max_pixels: int, max_aspect: float | None = None) -> None:
     w, h = size
     if w <= 0 or h <= 0:
         raise InputError(f"{name} has zero size ({w}x{h} pixels)")
@@ -211,9 +227,15 @@ def _check_size(size: tuple[int, int], name: str, max_pixels: int) -> None:
         raise InputError(
             f"{name} is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}; downscale it first"
         )
+    if max_aspect is not None and max(w, h) > max_aspect * min(w, h):
+        ratio = f"{max(w, h) / min(w, h):.0f}:1" if w >= h else f"1:{h / w:.0f}"
+        raise InputError(
+            f"{name} is {w}x{h} pixels, an aspect ratio of {ratio} (at most {max_aspect:g}:1 either way); "
+            "crop it to the part to search with"
+        )
 
 
-def _open(src: Any, name: str, max_pixels: int):
+def _open(src: Any, name: str, max_pixels: int, max_aspect: float | None = None):
     """Open (header only) and check the size before any pixel is decoded."""
     from PIL import Image, UnidentifiedImageError
 
@@ -228,12 +250,12 @@ def _open(src: Any, name: str, max_pixels: int):
     except UnidentifiedImageError:
         raise InputError(f"cannot decode {name} as an image; use {SUPPORTED_NAMES}") from None
     except Exception as err:
-        raise InputError(f"cannot decode {name} as an image ({one_line(err, 120)})") from None
-    _check_size(img.size, name, max_pixels)
+        raise InputError(f"cannot decode {name} as an image ({decoder_reason(err, src)})") from None
+    _check_size(img.size, name, max_pixels, max_aspect)
     return img
 
 
-def _from_array(arr: np.ndarray, *, max_pixels: int):
+def _from_array(arr: np.ndarray, *, max_pixels: int, max_aspect: float | None = None):
     from PIL import Image
 
     if arr.dtype.kind not in "uif" and arr.dtype != np.bool_:
@@ -242,7 +264,7 @@ def _from_array(arr: np.ndarray, *, max_pixels: int):
         arr = arr[:, :, 0]
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
         raise InputError(f"image array must be (H, W), (H, W, 3) or (H, W, 4), got shape {arr.shape}")
-    _check_size((arr.shape[1], arr.shape[0]), "image", max_pixels)
+    _check_size((arr.shape[1], arr.shape[0]), "image", max_pixels, max_aspect)
     if arr.dtype.kind == "f" or arr.dtype == np.bool_:
         values = arr.astype(np.float32)
         if not np.all(np.isfinite(values)):
