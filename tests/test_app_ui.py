@@ -36,7 +36,7 @@ def test_launch_options_honour_the_environment(monkeypatch, tmp_path):
 
 
 def test_result_card_text():
-    from xmr.app.ui import hit_markdown
+    from xmr.app.tabs.format import hit_markdown
 
     text = hit_markdown({"rank": 2, "score": 0.8123, "modality": "audio", "item_id": "bach-1",
                          "caption": "a chorale", "details": {"key": "G major"}, "query_offset": 61.5,
@@ -46,7 +46,7 @@ def test_result_card_text():
 
 
 def test_metric_tables_show_candidates_and_chance():
-    from xmr.app.ui import human_markdown, split_markdown
+    from xmr.app.tabs.format import human_markdown, split_markdown
 
     report = {"split": "test", "directions": {"audio→image": {
         "n_queries": 100, "n_candidates": 1000,

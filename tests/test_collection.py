@@ -91,7 +91,9 @@ def test_empty_folder_is_an_error(tmp_path):
 
 
 def test_folder_to_served_text_query(tmp_path, capsys):
+    from xmr.app.evaluation import Evaluation
     from xmr.app.service import RetrievalService, ServiceConfig
+    from xmr.app.tabs.format import split_markdown
     from xmr.cli import main
 
     folder = _write_folder(tmp_path / "records")
@@ -114,6 +116,6 @@ def test_folder_to_served_text_query(tmp_path, capsys):
         cache_dir=tmp_path / "cache"))
     hits = service.search(service.encode_query(text="a slow organ chorale"), targets=("audio", "text"), k=5)
     assert len(hits) == 5 and {h.item_id for h in hits} <= {f"track{k:02d}" for k in range(12)}
-    split = service.test_split_report(split="train")
-    assert "audio→image (untrained)" in __import__("xmr.app.ui", fromlist=["x"]).split_markdown(split)
+    split = Evaluation(service).test_split_report(split="train")
+    assert "audio→image (untrained)" in split_markdown(split)
     assert "audio→text" in split["directions"] and "audio→text" not in split["untrained"]

@@ -22,6 +22,27 @@ def service(tiny_demo_env):
 
 
 @pytest.fixture(scope="module")
+def explorer(service):
+    from xmr.app.explore import Explorer
+
+    return Explorer(service)
+
+
+@pytest.fixture(scope="module")
+def evaluation(service):
+    from xmr.app.evaluation import Evaluation
+
+    return Evaluation(service)
+
+
+@pytest.fixture(scope="module")
+def labelling(service):
+    from xmr.app.labelling import Labelling
+
+    return Labelling(service)
+
+
+@pytest.fixture(scope="module")
 def items(service) -> list[str]:
     return sorted(service.manifest["id"])
 
@@ -107,25 +128,25 @@ def test_bad_uploads_and_targets_are_input_errors(service, tmp_path):
         service.search(q, targets=("audio",), k=0)
 
 
-def test_map_view_projects_points_and_query_with_one_basis(service):
+def test_map_view_projects_points_and_query_with_one_basis(service, explorer):
     q = service.encode_query(text="a waltz for piano")
-    view = service.map_view(dims=3, color_by="genre", max_points=5, query=q)
+    view = explorer.map_view(dims=3, color_by="genre", max_points=5, query=q)
     assert view.coords.shape == (15, 3) and view.query.shape == (1, 3)
     assert sorted(set(view.modalities)) == ["audio", "image", "text"]
     assert set(view.color) <= set(service.manifest["genre"])
-    basis = service.pca()
+    basis = explorer.pca()
     np.testing.assert_allclose(view.query, basis.transform(q.vector)[:, :3])
-    fig = service.map_figure(dims=2, color_by="modality", max_points=100, query=q)
+    fig = explorer.map_figure(dims=2, color_by="modality", max_points=100, query=q)
     # 12 items: 12 audio, 12 image and 24 text vectors (two captions each)
     assert fig.data[-1].name == "your query" and sum(len(t.x) for t in fig.data[:-1]) == 12 + 12 + 24
     with pytest.raises(InputError):
-        service.map_view(color_by="nonsense")
+        explorer.map_view(color_by="nonsense")
 
 
-def test_split_report_uses_eval_metrics_and_is_cached(service):
+def test_split_report_uses_eval_metrics_and_is_cached(service, evaluation):
     from xmr.eval import retrieval_metrics
 
-    report = service.test_split_report()
+    report = evaluation.test_split_report()
     d = report["directions"]["audio→image"]
     assert d["n_candidates"] == 6 and d["n_queries"] == 6
     a, a_ids = service.index.vectors("audio")
@@ -136,38 +157,38 @@ def test_split_report_uses_eval_metrics_and_is_cached(service):
     ref = retrieval_metrics(qa @ qi.T, np.eye(6, dtype=bool))
     assert d["metrics"]["MRR"] == pytest.approx(ref["MRR"])
     assert len(d["ranks"]) == 6 and min(d["ranks"]) >= 1
-    assert service.test_split_report() is report
+    assert evaluation.test_split_report() is report
     cached = list((Path(service.config.cache_dir) / "eval").glob("*.json"))
     assert len(cached) == 1
 
 
-def test_labelling_round_trip(service):
-    task = service.next_task("ada")
+def test_labelling_round_trip(labelling):
+    task = labelling.next_task("ada")
     assert task is not None and task["query_modality"] == "text"
     seen = []
     for g in (3, 0, 2):
         seen.append(task["item_id"])
-        service.grade(task, grade=g, annotator="ada")
-        task = service.next_task("ada")
-    assert service.label_progress("ada")["judged"] == 3
-    back = service.undo("ada")
+        labelling.grade(task, grade=g, annotator="ada")
+        task = labelling.next_task("ada")
+    assert labelling.progress("ada")["judged"] == 3
+    back = labelling.undo("ada")
     assert back["item_id"] == seen[-1]
-    assert service.label_progress("ada")["judged"] == 2
-    sets = service.human_eval()
+    assert labelling.progress("ada")["judged"] == 2
+    sets = labelling.human_eval()
     demo = next(s for s in sets if s["name"] == "demo")
     assert demo["n_judgements"] == 2 and 0.0 <= demo["mean"]["ndcg_cut_10"] <= 1.0
 
 
-def test_label_current_search_needs_a_single_input(service):
+def test_label_current_search_needs_a_single_input(service, labelling):
     q = service.encode_query(text="a reel for fiddle")
     hits = service.search(q, targets=("audio",), k=3)
     state = {"inputs": {"text": "a reel for fiddle"}, "hits": [service.hit_dict(h) for h in hits]}
-    qid = service.label_search(state, annotator="bob")
-    task = service.next_task("bob", query=qid)
+    qid = labelling.label_search(state, annotator="bob")
+    task = labelling.next_task("bob", query=qid)
     assert task["item_id"] in {h.item_id for h in hits}
     with pytest.raises(InputError):
-        service.label_search({"inputs": {"text": "x", "image": "y.png"}, "hits": state["hits"]},
-                             annotator="bob")
+        labelling.label_search({"inputs": {"text": "x", "image": "y.png"}, "hits": state["hits"]},
+                               annotator="bob")
 
 
 def test_audio_longer_than_the_cap_is_refused(service, tmp_path):
@@ -179,8 +200,8 @@ def test_audio_longer_than_the_cap_is_refused(service, tmp_path):
         service.encode_query(audio=str(path))
 
 
-def test_compare_with_the_same_checkpoint_gives_equal_metrics(service):
-    result = service.compare(service.config.checkpoint)
+def test_compare_with_the_same_checkpoint_gives_equal_metrics(service, evaluation):
+    result = evaluation.compare(service.config.checkpoint)
     assert result["n_items"] == 6 and "audio→image" in result["directions"]
     # Both models rank the same 6 candidates for the same 6 queries in every direction. (Exact equality
     # of the metrics cannot be asked of the untrained tiny model: it maps all images to one vector,
@@ -194,7 +215,7 @@ def test_compare_with_the_same_checkpoint_gives_equal_metrics(service):
         for test in ("randomization", "t_test"):
             assert 0.0 <= row["test"][test]["p_value"] <= 1.0
     with pytest.raises(InputError, match="does not exist"):
-        service.compare("/no/such/checkpoint")
+        evaluation.compare("/no/such/checkpoint")
 
 
 def test_media_not_on_disk_is_rendered_into_the_cache(service, items, tmp_path):

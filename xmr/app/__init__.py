@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xmr.app.service import RetrievalService
 
 # Upload cap of the app (Gradio refuses larger files before they reach us).
 MAX_FILE_SIZE = "25mb"
@@ -53,7 +56,7 @@ def _missing_page(lines: list[str], error: str | None = None):
     return demo
 
 
-def build_app(service: Any = None):
+def build_app(service: RetrievalService | None = None):
     """Build the Blocks app over ``service`` (default: the demo named by ``xmr.paths``).
 
     Until the demo assets exist, or when they cannot be loaded, the page says plainly what is
@@ -76,8 +79,7 @@ def build_app(service: Any = None):
     from xmr.app.ui import build_blocks
 
     demo = build_blocks(service)
-    if hasattr(service, "warm_up"):
-        threading.Thread(target=service.warm_up, name="xmr-warm-up", daemon=True).start()
+    threading.Thread(target=service.warm_up, name="xmr-warm-up", daemon=True).start()
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_MAX_SIZE)
     return demo
 

@@ -1,7 +1,10 @@
-"""The retrieval service behind the app: model + indexes + manifest + label store, created once.
+"""The retrieval service behind the app: model + indexes + manifest + label store, loaded once.
 
-Everything the UI does is a method here, with plain Python types in and out, so that the same
-calls serve the Gradio app, the benchmark and tests without a browser. Nothing in this module
+This is the small core every tab's workflow works over: loading, queries, search, media and item
+details, with plain Python types in and out, so that the same calls serve the Gradio app, the
+benchmark and tests without a browser. The workflows live beside it, each taking the service:
+:class:`~xmr.app.labelling.Labelling` (the Label tab), :class:`~xmr.app.evaluation.Evaluation`
+(the Evaluate tab) and :class:`~xmr.app.explore.Explorer` (the Explore tab's map). Nothing here
 imports gradio; per-visitor state (the current query, the annotator) is passed in by the caller,
 never kept on the service, which every visitor shares.
 
@@ -16,7 +19,6 @@ Example::
 from __future__ import annotations
 
 import base64
-import json
 import os
 import threading
 import time
@@ -29,10 +31,8 @@ import numpy as np
 
 from xmr import MODALITIES
 from xmr.data.files import media_file
-from xmr.errors import InputError, MissingAssetError, XmrError
-from xmr.eval.directions import score_directions
-from xmr.eval.metrics import summarize
-from xmr.index.query import EncodedQuery, QueryLimits, embed_audio, encode_query
+from xmr.errors import InputError, MissingAssetError
+from xmr.index.query import EncodedQuery, QueryLimits, encode_query
 from xmr.index.store import Hit
 
 if TYPE_CHECKING:
@@ -40,14 +40,10 @@ if TYPE_CHECKING:
 
     from xmr.index.store import IndexStore
     from xmr.labels import LabelStore
-    from xmr.labels.schema import Query
     from xmr.models.model import XmrModel
-    from xmr.viz import PCABasis
 
-__all__ = ["EncodedQuery", "Hit", "MapView", "RetrievalService", "ServiceConfig", "directions_report"]
+__all__ = ["EncodedQuery", "Hit", "RetrievalService", "ServiceConfig", "file_payload_path", "safe_name"]
 
-# Metadata columns offered for colouring the map, in this order when the manifest has them.
-COLOR_COLUMNS = ("collection", "genre", "form", "instrument", "key", "mode", "meter", "composer", "split")
 # Metadata shown under a result, when present.
 DETAIL_COLUMNS = ("collection", "composer", "title", "genre", "key", "meter", "tempo_term", "instrument",
                   "duration")
@@ -104,18 +100,6 @@ class ServiceConfig:
         return cls(**values)
 
 
-@dataclass(frozen=True)
-class MapView:
-    """The data behind the Explore plot (coordinates already projected)."""
-
-    coords: np.ndarray
-    modalities: list[str]
-    hover: list[str]
-    color: list[str] | None
-    color_name: str
-    query: np.ndarray | None
-
-
 def file_payload_path(payload: Any) -> Any:
     """What an app input hands over (a path, a ``{"path": ...}`` file payload, a data URL, or
     raw bytes/arrays) turned into something ``xmr.media`` decodes; ``None`` for an empty input."""
@@ -163,9 +147,6 @@ class RetrievalService:
         self._lock = threading.Lock()
         self._media_locks: dict[tuple[str, str], threading.Lock] = {}
         self._media_cache: dict[tuple[str, str], Path] = {}
-        self._pca: PCABasis | None = None
-        self._map_data: tuple[np.ndarray, list[str], list[str]] | None = None
-        self._eval_cache: dict[str, Any] | None = None
         self.load_seconds: float | None = None
 
     # ------------------------------------------------------------------ construction
@@ -346,6 +327,12 @@ class RetrievalService:
         path = self.media(item_id, modality)
         return self.encode_query(**{modality: str(path)})
 
+    @property
+    def index_version(self) -> str | None:
+        """The version of the loaded indexes, recorded with each grade (``None`` when unknown)."""
+        value = getattr(self.index, "version", None)
+        return None if value is None else str(value() if callable(value) else value)
+
     def search(self, query: EncodedQuery, *, targets: Sequence[str] = MODALITIES, k: int = 10) -> list[Hit]:
         """The ``k`` best items over the chosen target modalities, best first.
 
@@ -399,413 +386,7 @@ class RetrievalService:
                     best[h.item_id] = (h.score, float(starts[w]))
         return {i: v[1] for i, v in best.items()}
 
-    # ------------------------------------------------------------------ the map (Explore)
 
-    def color_columns(self) -> list[str]:
-        """Columns the map can be coloured by: ``modality`` and the manifest's metadata columns."""
-        return ["modality"] + [c for c in COLOR_COLUMNS if c in self.manifest.columns]
-
-    def _map_vectors(self) -> tuple[np.ndarray, list[str], list[str]]:
-        """All indexed vectors (stacked over modalities), their modality and item id."""
-        if self._map_data is None:
-            with self._lock:
-                if self._map_data is None:
-                    vecs, mods, ids = [], [], []
-                    for m in self.targets():
-                        v, i = self.index.vectors(m)
-                        vecs.append(v)
-                        mods += [m] * len(i)
-                        ids += list(i)
-                    self._map_data = (np.concatenate(vecs, axis=0), mods, ids)
-        return self._map_data
-
-    def pca(self):
-        """The PCA basis of the shared space, fitted once on the indexed vectors of all modalities
-        (3 axes; the 2-D map uses the first two). Cached on disk by checkpoint fingerprint."""
-        if self._pca is None:
-            from xmr.viz import PCABasis, fit_pca
-
-            vecs, _, _ = self._map_vectors()
-            with self._lock:
-                if self._pca is None:
-                    cache = Path(self.config.cache_dir) / "pca" / f"{_safe(self.fingerprint)}-{len(vecs)}.npz"
-                    basis = None
-                    if cache.exists():
-                        try:
-                            basis = PCABasis.load(cache)
-                        except Exception:  # a damaged cache is rebuilt, never fatal
-                            basis = None
-                    if basis is None or basis.mean.shape[0] != vecs.shape[1]:
-                        basis = fit_pca(vecs, n_components=3)
-                        try:
-                            cache.parent.mkdir(parents=True, exist_ok=True)
-                            basis.save(cache)
-                        except OSError:  # a read-only cache only costs a refit next time
-                            pass
-                    self._pca = basis
-        return self._pca
-
-    def map_view(self, *, dims: int = 2, color_by: str = "modality", max_points: int = 1500,
-                 query: EncodedQuery | None = None, seed: int = 0) -> MapView:
-        """Projected points of the map, a seeded subsample of at most ``max_points`` per modality,
-        and the query projected with the same basis.
-
-        Raises:
-            InputError: an unknown colour column or ``dims`` other than 2 or 3.
-        """
-        from xmr.viz import subsample_indices
-
-        if dims not in (2, 3):
-            raise InputError(f"the map has 2 or 3 dimensions, not {dims}")
-        if color_by not in self.color_columns():
-            raise InputError(f"cannot colour by {color_by!r}; "
-                             f"choose one of {', '.join(self.color_columns())}")
-        vecs, mods, ids = self._map_vectors()
-        basis = self.pca()
-        mods_arr = np.asarray(mods)
-        keep = []
-        for m in self.targets():
-            where = np.flatnonzero(mods_arr == m)
-            keep.append(where[subsample_indices(len(where), int(max_points), seed=seed)])
-        sel = np.concatenate(keep) if keep else np.zeros(0, dtype=int)
-        coords = basis.transform(vecs[sel])[:, :dims]
-        sel_ids = [ids[i] for i in sel]
-        sel_mods = [mods[i] for i in sel]
-        hover = []
-        colors: list[str] | None = [] if color_by != "modality" else None
-        for item_id, m in zip(sel_ids, sel_mods, strict=True):
-            row = self.row(item_id) if self.has_item(item_id) else {}
-            cap = self.captions(item_id)[0] if row and self.captions(item_id) else ""
-            extra = "" if color_by == "modality" else f"<br>{color_by}: {row.get(color_by, '')}"
-            hover.append(f"<b>{item_id}</b> ({m}){extra}<br>{_short(cap, 90)}")
-            if colors is not None:
-                colors.append(str(row.get(color_by, "")))
-        q = None if query is None else basis.transform(query.vector)[:, :dims]
-        return MapView(coords=coords, modalities=sel_mods, hover=hover, color=colors, color_name=color_by,
-                       query=q)
-
-    def map_figure(self, **kwargs: Any):
-        """The plotly figure of :meth:`map_view` (same arguments)."""
-        from xmr.viz import pca_map_figure
-
-        view = self.map_view(**kwargs)
-        return pca_map_figure(view.coords, modalities=view.modalities, hover=view.hover, basis=self.pca(),
-                              color=view.color, color_name=view.color_name, query=view.query)
-
-    # ------------------------------------------------------------------ evaluation
-
-    def test_split_report(self, *, split: str = "test", max_queries: int = 2000) -> dict[str, Any]:
-        """Metrics of the loaded model on a split of the indexed collection, every direction.
-
-        Uses the indexed vectors (no re-embedding); a query's relevant item is the same item in the
-        other modality (one-to-one protocol). Computed once, then cached on disk by fingerprint.
-
-        Returns:
-            ``{"split", "directions": {"audio→image": {"metrics": {...}, "ranks": [...],
-            "n_candidates": N, "n_queries": Q, "pr": [recall, precision]}, ...}}``
-        """
-        if self._eval_cache is not None:
-            return self._eval_cache
-        with self._lock:
-            if self._eval_cache is not None:
-                return self._eval_cache
-            cache = Path(self.config.cache_dir) / "eval" / f"{_safe(self.fingerprint)}-{split}.json"
-            if cache.exists():
-                try:
-                    self._eval_cache = json.loads(cache.read_text())
-                    return self._eval_cache
-                except (OSError, ValueError):
-                    pass
-            report = _split_report(self, split=split, max_queries=max_queries)
-            try:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_suffix(".tmp")
-                tmp.write_text(json.dumps(report))
-                tmp.replace(cache)
-            except OSError:
-                pass
-            self._eval_cache = report
-            return report
-
-
-    # ------------------------------------------------------------------ labels
-
-    def _store(self) -> LabelStore:
-        if self.labels is None:
-            raise XmrError("labelling is not available: the app has no label store")
-        return self.labels
-
-    @property
-    def index_version(self) -> str | None:
-        value = getattr(self.index, "version", None)
-        return None if value is None else str(value() if callable(value) else value)
-
-    @staticmethod
-    def annotator_name(name: str | None) -> str:
-        """A cleaned annotator name (``InputError`` when empty or over 64 characters)."""
-        name = " ".join(str(name or "").split())
-        if not name:
-            raise InputError("type your name (annotator) first, or sign in")
-        if len(name) > 64:
-            raise InputError("an annotator name has at most 64 characters")
-        return name
-
-    def label_targets(self, query_modality: str) -> list[str]:
-        """Where the results of a labelling query come from: every other indexed modality."""
-        others = [t for t in self.targets() if t != query_modality]
-        return others or self.targets()
-
-    def ensure_demo_pool(self, *, n_queries: int = 12, depth: int = 10) -> str:
-        """Create (once per checkpoint) a pool of text queries from the test split's content-only
-        captions with this model's top ``depth`` results, in the evaluation set ``demo``; returns
-        the pool's name."""
-        from xmr.labels import make_docno
-
-        store = self._store()
-        name = f"demo-{_safe(self.fingerprint)[:12]}"
-        if any(p.get("name") == name for p in store.list_pools()):
-            return name
-        with self._lock:
-            if any(p.get("name") == name for p in store.list_pools()):
-                return name
-            run: dict[str, list[tuple[str, float]]] = {}
-            for item_id in self.examples("text", n_queries):
-                caps = self.captions(item_id)
-                if not caps:
-                    continue
-                text = caps[-1]  # the content-only caption: no names to match on
-                qid = store.add_query(modality="text", text=text, source_item_id=item_id, created_by="xmr")
-                q = store.get_query(qid)
-                hits = self.search(self.encode_query(text=text), targets=self.label_targets("text"), k=depth)
-                run[q.qid] = [(make_docno(h.modality, h.item_id), h.score) for h in hits]
-            if not run:
-                raise XmrError("the collection has no captioned test items to make labelling queries from")
-            try:
-                store.add_pool(name, runs={f"model-{_safe(self.fingerprint)[:12]}": run}, depth=depth,
-                               eval_set="demo")
-            except XmrError:
-                if not any(p.get("name") == name for p in store.list_pools()):
-                    raise
-        return name
-
-    def label_search(self, state: Mapping[str, Any] | None, *, annotator: str) -> int:
-        """Add a visitor's current single-input search as a labelling query whose results are pooled
-        for grading (evaluation set ``searches``); returns the query's id."""
-        from xmr.labels import make_docno
-
-        store = self._store()
-        if not state or not state.get("hits"):
-            raise InputError("run a search first, then choose “current search” to grade its results")
-        inputs = state.get("inputs") or {}
-        given = [m for m in MODALITIES if inputs.get(m)]
-        if len(given) != 1:
-            raise InputError("only a search with a single input (audio, image or text) can be labelled")
-        m = given[0]
-        query_id = store.add_query(modality=m, text=inputs[m] if m == "text" else None,
-                                   media=None if m == "text" else inputs[m], created_by=annotator)
-        q = store.get_query(query_id)
-        name = f"search-{q.qid}-{_safe(self.fingerprint)[:12]}"
-        if not any(p.get("name") == name for p in store.list_pools()):
-            run = {q.qid: [(make_docno(h["modality"], h["item_id"]), float(h["score"]))
-                           for h in state["hits"]]}
-            try:
-                store.add_pool(name, runs={f"model-{_safe(self.fingerprint)[:12]}": run},
-                               depth=len(state["hits"]), eval_set="searches")
-            except XmrError:
-                if not any(p.get("name") == name for p in store.list_pools()):
-                    raise
-        return query_id
-
-    def _task(self, *, query_id: int, item_id: str, item_modality: str, best_rank: int | None,
-              pool: str | None) -> dict[str, Any]:
-        q = self._store().get_query(query_id)
-        caps = self.captions(item_id) if self.has_item(item_id) else []
-        return {"query_id": q.id, "qid": q.qid, "query_modality": q.modality, "query_text": q.text,
-                "query_media": str(q.media_path) if q.media_path else None, "item_id": item_id,
-                "item_modality": item_modality, "best_rank": best_rank, "caption": caps[0] if caps else "",
-                "pool": pool}
-
-    def next_task(self, annotator: str, *, query: int | str | None = None) -> dict[str, Any] | None:
-        """The next result for this annotator to grade (from every pool, or from one query's), or
-        ``None`` when there is nothing left; the demo pool is created on first use."""
-        store = self._store()
-        store.add_annotator(annotator)  # so that progress counts what is left for a newcomer
-        if query is None:
-            self.ensure_demo_pool()
-        items = store.next_items(annotator, 1, query=query)
-        if not items:
-            return None
-        it = items[0]
-        return self._task(query_id=it.query_id, item_id=it.item_id, item_modality=it.item_modality,
-                          best_rank=it.best_rank, pool=it.pool)
-
-    def grade(self, task: Mapping[str, Any], *, grade: int, annotator: str) -> int:
-        """Save one grade at once (with the model and index that produced the result); returns its id."""
-        return self._store().record_judgement(
-            query=task["query_id"], item_id=task["item_id"], item_modality=task["item_modality"],
-            grade=int(grade), annotator=annotator, model_fingerprint=self.fingerprint or None,
-            index_version=self.index_version)
-
-    def undo(self, annotator: str) -> dict[str, Any] | None:
-        """Withdraw the annotator's latest grade; returns that result as a task to grade again."""
-        res = self._store().undo(annotator=annotator)
-        if res is None:
-            return None
-        j = res.undone
-        return self._task(query_id=j.query_id, item_id=j.item_id, item_modality=j.item_modality,
-                          best_rank=None, pool=None)
-
-    def label_progress(self, annotator: str) -> dict[str, int]:
-        """``{"judged", "queries", "remaining"}`` of one annotator over all pools."""
-        for a in self._store().progress().annotators:
-            if a.annotator == annotator:
-                return {"judged": a.judged, "queries": a.queries, "remaining": a.remaining}
-        return {"judged": 0, "queries": 0, "remaining": 0}
-
-    def _stored_query_vector(self, q: Query) -> EncodedQuery:
-        if q.modality == "text":
-            return self.encode_query(text=q.text)
-        if q.media_path is None:
-            raise XmrError(f"query {q.qid} has no stored media")
-        return self.encode_query(**{q.modality: str(q.media_path)})
-
-    def human_eval(self, *, k: int = 10) -> list[dict[str, Any]]:
-        """The loaded model scored on every human-labelled evaluation set, with agreement figures.
-
-        Returns:
-            one dict per set: ``name``, ``n_queries``, ``n_judged_queries``, ``n_judgements``,
-            ``mean`` (nDCG@10, MAP, P@10, recall@10, judged@10 as ``xmr.labels.evaluate_run``
-            names them) and ``agreement`` (results graded twice or more, Fleiss' κ, Krippendorff's α).
-        """
-        from xmr.labels import agreement_report, evaluate_run, make_docno
-
-        store = self._store()
-        out = []
-        for s in store.list_eval_sets():
-            row: dict[str, Any] = {"name": s.name, "n_queries": s.n_queries,
-                                   "n_judged_queries": s.n_judged_queries,
-                                   "n_judgements": s.n_judgements, "mean": {}, "agreement": None}
-            qrels = store.qrels(eval_set=s.name)
-            if qrels:
-                run: dict[str, dict[str, float]] = {}
-                for qid in qrels:
-                    q = store.get_query(qid)
-                    hits = self.search(self._stored_query_vector(q), targets=self.label_targets(q.modality),
-                                       k=k)
-                    run[qid] = {make_docno(h.modality, h.item_id): h.score for h in hits}
-                row["mean"] = evaluate_run(store, run=run, eval_set=s.name).mean
-                rep = agreement_report(store, eval_set=s.name)
-                row["agreement"] = {"n_items": rep.n_items, "annotators": len(rep.annotators),
-                                    "fleiss_kappa": rep.fleiss_kappa,
-                                    "krippendorff_alpha": rep.krippendorff_alpha_ordinal}
-            out.append(row)
-        return out
-
-    def compare(self, checkpoint: str | Path, *, split: str = "test", max_items: int = 200) -> dict[str, Any]:
-        """Compare the loaded model with a second checkpoint on the same items of a split.
-
-        The second model embeds a seeded sample of at most ``max_items`` items of the split (media
-        rendered on demand); the loaded model's indexed vectors of the same items are used, so both
-        rank the same candidates. Per direction: both models' metrics and a paired randomization
-        test and t-test on the per-query reciprocal ranks (``xmr.eval.compare``).
-        """
-        import xmr
-        from xmr.eval.compare import compare_per_query
-
-        path = Path(checkpoint).expanduser()
-        if not path.exists():
-            raise InputError(f"the checkpoint folder {path} does not exist")
-        other = xmr.load_model(path)
-        mine = _split_vectors(self, split)
-        common = sorted(set.intersection(*(set(ids) for _, ids in mine.values()))) if mine else []
-        if len(common) > max_items:
-            common = sorted(np.random.default_rng(0).choice(common, size=max_items, replace=False).tolist())
-        if len(common) < 2:
-            raise XmrError(f"the {split} split has too few items to compare on")
-        a_vecs, b_vecs = {}, {}
-        for m, (v, ids) in mine.items():
-            if m not in other.modalities:
-                continue
-            pos = {i: n for n, i in enumerate(ids)}
-            a_vecs[m] = (v[[pos[i] for i in common]], common)
-            if m == "text":
-                vecs = other.encode("text", [self.captions(i)[0] for i in common])
-            elif m == "audio":  # track vectors, windowed as the index embeds them
-                from xmr.media.audio import load_audio
-
-                waves = [load_audio(str(self.media(i, "audio")), sample_rate=int(other.sample_rate))
-                         for i in common]
-                vecs = np.stack([t.vector for t in embed_audio(other, waves)])
-            else:
-                vecs = other.encode(m, [str(self.media(i, m)) for i in common])
-            b_vecs[m] = (np.asarray(vecs, dtype=np.float32), common)
-        a = directions_report(a_vecs)
-        b = directions_report(b_vecs)
-        rows = {}
-        for d in a:
-            if d in b:
-                rows[d] = {"a": a[d]["metrics"], "b": b[d]["metrics"],
-                           "test": compare_per_query(a[d]["rr"], b[d]["rr"], n_resamples=5000)}
-        return {"a": self.fingerprint, "b": str(other.fingerprint), "n_items": len(common),
-                "directions": rows}
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _safe(text: str) -> str:
+def safe_name(text: str) -> str:
+    """``text`` (e.g. a fingerprint) as a file or pool name: letters, digits, ``-`` and ``_``."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:64] or "model"
-
-
-def _short(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _split_vectors(service: RetrievalService, split: str) -> dict[str, tuple[np.ndarray, list[str]]]:
-    """Per modality, one indexed vector per item of the split (the first, e.g. of the first caption)."""
-    df = service.manifest
-    in_split = set(df.loc[df["split"] == split, "id"].astype(str)) if "split" in df.columns else \
-        set(df["id"].astype(str))
-    out = {}
-    for m in service.targets():
-        v, ids = service.index.vectors(m)
-        first: dict[str, int] = {}
-        for n, i in enumerate(ids):
-            if i in in_split and i not in first:
-                first[i] = n
-        order = sorted(first)
-        out[m] = (v[[first[i] for i in order]], order)
-    return out
-
-
-def directions_report(vectors: Mapping[str, tuple[np.ndarray, list[str]]], *, max_queries: int = 2000,
-                      ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, Any]:
-    """Every direction between the modalities, one-to-one relevance (an item's own other view),
-    scored by :func:`xmr.eval.directions.score_directions`.
-
-    Args:
-        vectors: modality → ((N, D) vectors, N item ids).
-        max_queries: a seeded subsample of queries above this many (candidates are never cut).
-
-    Returns:
-        ``{"audio→image": {"metrics": {...}, "ranks": [...], "rr": [...], "query_ids": [...],
-        "n_candidates": N, "n_queries": Q}, ...}`` with the metrics of ``xmr.eval`` (chance included).
-    """
-    out: dict[str, Any] = {}
-    for key, d in score_directions(vectors, ks=ks, max_queries=max_queries).items():
-        pq = d.per_query
-        out[key] = {"metrics": summarize(pq), "ranks": pq.first_rank.astype(int).tolist(),
-                    "rr": pq.rr.tolist(), "query_ids": d.query_ids, "n_candidates": d.n_candidates,
-                    "n_queries": len(d.query_ids)}
-    return out
-
-
-def _split_report(service: RetrievalService, *, split: str, max_queries: int) -> dict[str, Any]:
-    """Metrics of every direction on one split, from the indexed vectors."""
-    from xmr.models.hub import untrained_directions
-
-    directions = directions_report(_split_vectors(service, split), max_queries=max_queries)
-    # a zero-shot checkpoint of pretrained towers: directions whose towers share no space
-    untrained = [d for d in untrained_directions(service.config.checkpoint) if d in directions]
-    return {"split": split, "fingerprint": service.fingerprint, "directions": directions,
-            "untrained": untrained}
