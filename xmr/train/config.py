@@ -49,6 +49,10 @@ class DataConfig:
             the audio and the image are cut at the same bars.
         span_min_bars / span_max_bars: length of a span in bars (at least 2); only spans whose
             audio fits the audio window are drawn.
+        augment: real-input augmentation (:func:`xmr.media.augment.build_augment`): a preset name
+            (``"real"``: recordings and phone photos; ``"audio"``/``"image"``: one modality only) or
+            a mapping ``{name, audio: {p_noise: 0.5, ...}, image: {...}}`` of per-transform
+            probabilities and ranges; ``None`` (the default): off.
         build_if_missing: ``"synthetic"``: write a synthetic collection
             (:func:`xmr.data.synthetic.write_synthetic_collection`) at ``manifest`` when there is
             none, so that a smoke config trains on a fresh clone; ``None``: a missing manifest is an error.
@@ -71,6 +75,7 @@ class DataConfig:
     span_prob: float = 0.0
     span_min_bars: int = 2
     span_max_bars: int = 4
+    augment: str | dict[str, Any] | None = None
     cache_dir: str | None = None
     build_if_missing: str | None = None
     max_items: int | None = None
@@ -192,6 +197,9 @@ class TrainConfig:
             raise ConfigError("config: data.caption_choice must be random or first")
         if not 0.0 <= self.data.span_prob <= 1.0:
             raise ConfigError(f"config: data.span_prob must be in [0, 1], got {self.data.span_prob}")
+        from xmr.media.augment import build_augment
+
+        build_augment(self.data.augment)  # an unknown preset or key, or a bad range, is an error here
         if not 2 <= self.data.span_min_bars <= self.data.span_max_bars:
             raise ConfigError("config: data.span_min_bars must be at least 2 and at most data.span_max_bars, "
                               f"got {self.data.span_min_bars}..{self.data.span_max_bars}")

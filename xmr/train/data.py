@@ -17,6 +17,11 @@ the first bar's onset to the last bar's end, the image from the first bar's left
 right pixel column (cut from a cache of the images at the model's height, then fitted like any
 image), so both views hold the same bars. The span is drawn from its own seeded generator.
 
+Real-input augmentation: ``BatchSpec.augment`` (an :class:`xmr.media.augment.Augmenter`) degrades
+the cut audio (tempo, gain, EQ, room, noise, band-limit, codec) and the prepared image (perspective,
+rotation, lighting, shadow, blur, noise, JPEG) as a recording or a phone photo would, each on its
+own generator seeded by ``(seed, step, item)``.
+
 Example:
     >>> items = ItemStore.from_manifest("corpus/manifest.parquet", split="train",  # doctest: +SKIP
     ...                                 sample_rate=16000, image_size=(96, 384), image_mode="L",
@@ -52,6 +57,7 @@ class BatchSpec:
     span_prob: float = 0.0      # probability of an aligned span of bars instead of the whole excerpt
     span_min_bars: int = 2
     span_max_bars: int = 4
+    augment: Any = None         # xmr.media.augment.Augmenter (real-input augmentation) or None
 
 
 @dataclass
@@ -301,6 +307,7 @@ class ItemStore:
         if spec.span_prob > 0:
             spans = [self.draw_span(i, spec, _generator(seed, step, i, "span")) for i in indices]
         out.spans = spans
+        aug = spec.augment if spec.augment is not None and spec.augment.audio_cfg is not None else None
         if "audio" in spec.modalities:
             crops = []
             for i, g, span in zip(indices, gens, spans, strict=True):
@@ -308,9 +315,18 @@ class ItemStore:
                     crops.append(np.zeros(spec.audio_samples, np.float32))
                 elif span is not None:
                     wave = self.span_audio(i, *span)[:spec.audio_samples]
+                    if aug is not None:  # after the cut: a time-stretched span stays whole
+                        wave = aug.audio(wave, self.sample_rate, gen=_generator(seed, step, i, "augment"),
+                                         max_samples=spec.audio_samples, fit="keep")
                     crops.append(np.pad(wave, (0, spec.audio_samples - len(wave))))
                 else:
-                    crops.append(self.crop(i, spec.audio_samples, gen=g if spec.random_crop else None))
+                    n = spec.audio_samples if aug is None else aug.source_samples(spec.audio_samples)
+                    wave = self.crop(i, n, gen=g if spec.random_crop else None)
+                    if aug is not None:
+                        wave = aug.audio(wave, self.sample_rate, gen=_generator(seed, step, i, "augment"),
+                                         max_samples=spec.audio_samples, fit="trim")
+                        wave = np.pad(wave, (0, spec.audio_samples - len(wave)))
+                    crops.append(wave)
             out.audio = torch.from_numpy(np.stack(crops))
             out.present["audio"] = torch.from_numpy(self.has["audio"][indices].copy())
         if "image" in spec.modalities:
@@ -322,6 +338,10 @@ class ItemStore:
                 warped = apply_affine(images, params)
                 keep = torch.from_numpy(self.has["image"][indices].copy())[:, None, None, None]
                 images = torch.where(keep, warped, images)
+            if spec.augment is not None and spec.augment.image_cfg is not None:
+                images = torch.stack([
+                    spec.augment.image(img, gen=_generator(seed, step, i, "augment-image"))
+                    if self.has["image"][i] else img for img, i in zip(images, indices, strict=True)])
             out.image = images
             out.present["image"] = torch.from_numpy(self.has["image"][indices].copy())
         if "text" in spec.modalities:

@@ -162,6 +162,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, *, out_dir: str | Path):
         import torch
 
+        from xmr.media.augment import build_augment
         from xmr.train import dist
         from xmr.train.adapter import ModelAdapter
 
@@ -209,6 +210,9 @@ class Trainer:
             self.adapter.cache_text_features(self.train_items.captions, cache_dir=self.cache_dir,
                                              progress=cfg.train.progress and self.info.is_main)
         self.cached_media = self._cache_frozen_media() if cfg.train.cache_frozen_media else set()
+        # real-input augmentation (data.augment); a cached frozen tower sees each item's fixed view
+        augment = build_augment(cfg.data.augment)
+        self.augment = augment.without(*self.cached_media) if augment is not None else None
 
         self.loss_fn = self._build_loss()
         self.sampler = self._build_sampler()
@@ -437,7 +441,7 @@ class Trainer:
                          affine_degrees=cfg.data.affine_degrees, affine_translate=cfg.data.affine_translate,
                          affine_scale=tuple(cfg.data.affine_scale), caption_choice=cfg.data.caption_choice,
                          span_prob=cfg.data.span_prob, span_min_bars=cfg.data.span_min_bars,
-                         span_max_bars=cfg.data.span_max_bars)
+                         span_max_bars=cfg.data.span_max_bars, augment=self.augment)
         batch = self.train_items.batch(indices, spec=spec, seed=cfg.seed, step=self.step)
         present, ids, groups = self._gather_meta(batch, indices)
         local = rank_rows if info.distributed else None
