@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.add_argument("--finished-only", action="store_true",
                        help="render nothing: write the manifest of the pieces finished so far")
+    build.add_argument("--no-views", action="store_true",
+                       help="no extra views (other soundfont and engraving for train, another "
+                            "engraver for test)")
     build.set_defaults(func=_build)
     corpus.set_defaults(func=lambda args: (corpus.print_help(), 2)[1])
 
@@ -68,6 +71,6 @@ def _build(args: argparse.Namespace) -> int:
     summary = build_corpus(out=args.out, seed=args.seed, limit=args.limit, workers=args.workers,
                            soundfont=args.soundfont, unseen_soundfont=args.unseen_soundfont,
                            collections=collections, progress=not args.no_progress,
-                           finished_only=args.finished_only)
+                           finished_only=args.finished_only, with_views=not args.no_views)
     print(summary.table())
     return 0

@@ -304,6 +304,86 @@ def bar_alignment(row: Any) -> dict[str, np.ndarray] | None:
     return out
 
 
+# --------------------------------------------------------------------------- views
+
+VIEWS_FILE = "views.parquet"
+TRAIN_VIEWS = ("audio_sf", "image_layout")  # the views of training items (the demo corpus)
+_VIEW_BAR_COLUMNS = ("bar_x0", "bar_x1", "bar_y0", "bar_y1")
+
+
+def read_views(manifest_path: str | os.PathLike) -> pd.DataFrame:
+    """The extra renderings of a manifest's items: ``views.parquet`` beside the manifest.
+
+    One row per view: ``id, split, view`` (``audio_sf``, ``image_layout``, ``image_other``,
+    ``audio_unseen``), ``modality`` (``audio``/``image``), ``path`` (made absolute), what was
+    drawn (``soundfont``; ``font, spacing_linear, spacing_non_linear, scale, title, systems``) and
+    for images the bars' pixel boxes ``bar_x0, bar_x1, bar_y0, bar_y1`` (an audio view has the
+    item's own bar onsets: it plays the same MIDI). An empty frame when there is no such file.
+
+    Example::
+
+        views = read_views("data/corpus/manifest.parquet")
+        views[views.view == "image_other"]        # the test split's "another engraver" images
+    """
+    path = Path(manifest_path).resolve().parent / VIEWS_FILE
+    if not path.is_file():
+        return pd.DataFrame(columns=["id", "split", "view", "modality", "path"])
+    df = pd.read_parquet(path)
+    df["path"] = [str(path.parent / p) if p and not Path(p).is_absolute() else p for p in df["path"]]
+    return df
+
+
+def group_views(views: pd.DataFrame, names: Iterable[str] = TRAIN_VIEWS) -> dict[str, list[dict]]:
+    """Views ``names`` of :func:`read_views` by item id (plain dicts, in the table's order)."""
+    keep = views[views["view"].isin(list(names))] if len(views) else views
+    out: dict[str, list[dict]] = {}
+    for rec in keep.to_dict(orient="records"):
+        out.setdefault(str(rec["id"]), []).append(rec)
+    return out
+
+
+def view_alignment(row: Any, view: dict | None = None) -> dict[str, np.ndarray] | None:
+    """The bar alignment of an item's rendering: :func:`bar_alignment` of the manifest ``row``,
+    with an image view's own pixel boxes in place of the main image's (None: the main one)."""
+    if view is None or view.get("modality") != "image":
+        return bar_alignment(row)
+    merged = {name: _cell(row, name) for name in ("id", "bar_onsets", "bar_ends")}
+    merged.update({name: view.get(name) for name in _VIEW_BAR_COLUMNS})
+    return bar_alignment(merged)
+
+
+def draw_view(row: Any, grouped: dict[str, list[dict]], modality: str, u: float) -> dict:
+    """One rendering of item ``row`` in ``modality`` ("audio" or "image"), chosen by ``u`` in
+    [0, 1) uniformly among the main file and the item's views of that modality (``grouped``:
+    :func:`group_views`). Draw ``u`` from a generator seeded per (seed, step, item) to keep
+    training process-count independent.
+
+    Returns ``{"view": "main" or the view's name, "path", "bars"}`` (``bars``:
+    :func:`view_alignment`, None without an alignment).
+
+    Example::
+
+        grouped = group_views(read_views(manifest))           # once
+        pick = draw_view(df.iloc[i], grouped, "image", u)      # per sample
+        img = load_image(pick["path"]); x0 = pick["bars"]["bar_x0"]
+    """
+    if modality not in MEDIA_COLUMNS:
+        raise ValueError(f"modality must be one of {MEDIA_COLUMNS}, not {modality!r}")
+    choices: list[dict | None] = [None]
+    choices += [v for v in grouped.get(str(_cell(row, "id")), []) if v.get("modality") == modality]
+    pick = choices[min(int(u * len(choices)), len(choices) - 1)]
+    if pick is None:
+        return {"view": "main", "path": _cell(row, modality), "bars": view_alignment(row)}
+    return {"view": pick["view"], "path": pick["path"], "bars": view_alignment(row, pick)}
+
+
+def _cell(row: Any, name: str) -> Any:
+    try:
+        return row[name]
+    except (KeyError, IndexError):
+        return None
+
+
 # --------------------------------------------------------------------------- cells
 
 

@@ -1,7 +1,8 @@
 """Build the demo corpus: plan pieces, render their excerpts in parallel, write the manifest.
 
-The unit of work is a piece: a worker parses it once and renders all its excerpts, so big
-multi-tune files and long movements are never parsed per item. Finished pieces leave a small
+The unit of work is a piece: a worker parses it once and renders all its excerpts and their
+extra views (:mod:`xmr.data.corpus.views`), so big multi-tune files and long movements are never
+parsed per item. Finished pieces leave a small
 record under ``DIR/.pieces/`` and finished media are never rendered again, so an interrupted
 build resumes where it stopped.
 """
@@ -15,7 +16,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from xmr.data.corpus import captions, render
+from xmr.data.corpus import captions, render, views
 from xmr.data.corpus.catalog import COLLECTIONS, COLLECTIONS_BY_KEY, Piece, plan_pieces, slug
 from xmr.data.corpus.excerpts import (
     ExcerptError,
@@ -33,7 +34,7 @@ from xmr.data.corpus.excerpts import (
 from xmr.errors import InputError
 
 MANIFEST_NAME = "manifest.parquet"
-RECORD_VERSION = 4  # 4: bar alignment columns
+RECORD_VERSION = 5  # 4: bar alignment columns; 5: views (views.parquet)
 
 # Column order of the manifest (foundation schema first, then rendering inputs and metadata).
 COLUMNS = (
@@ -56,6 +57,7 @@ class BuildConfig:
     soundfont: str = render.DEFAULT_SOUNDFONT
     unseen_soundfont: str = render.UNSEEN_SOUNDFONT
     collections: tuple[str, ...] | None = None
+    with_views: bool = True
 
 
 @dataclass
@@ -98,11 +100,33 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}"
 
 
+def _render_views(excerpt, ident: str, split: str, *, out: Path, xml: str, title: str, performance,
+                  seconds: float, result: dict) -> list[dict]:
+    """Render item ``ident``'s views (:data:`views.VIEWS` of its split) into ``out``; an existing
+    image view is engraved again for its bar layout only. Returns their rows of views.parquet."""
+    rows = []
+    for view in views.VIEWS.get(split, ()):
+        path = out / views.view_rel(view, ident)
+        have = path.is_file()
+        if views.VIEW_MODALITY[view] == "audio":
+            sf = views.draw_soundfont(ident)
+            if not have:
+                render.render_audio(performance(), path, soundfont=render.find_soundfont(sf), seconds=seconds)
+            rows.append(views.view_row(ident, split, view, soundfont=sf))
+        else:
+            layout = views.draw_layout(ident, title) if view == "image_layout" else views.other_layout(title)
+            bars, systems = render.render_view_image(excerpt, layout, None if have else path, xml=xml)
+            rows.append(views.view_row(ident, split, view, layout=layout, systems=systems, bars=bars))
+        result["reused" if have else "rendered"] += 1
+    return rows
+
+
 def process_piece(piece: Piece, split: str, *, out: Path, max_excerpts: int, soundfont: str,
-                  unseen_soundfont: str) -> dict:
-    """Parse one piece, render all its excerpts into ``out``; returns rows, failures and file counts."""
+                  unseen_soundfont: str, with_views: bool = True) -> dict:
+    """Parse one piece, render all its excerpts (and with ``with_views`` their views) into ``out``;
+    returns rows, view rows, failures and file counts."""
     coll = COLLECTIONS_BY_KEY[piece.collection]
-    result: dict = {"rows": [], "failures": [], "rendered": 0, "reused": 0}
+    result: dict = {"rows": [], "views": [], "failures": [], "rendered": 0, "reused": 0}
     try:
         score = load_piece(piece.source, piece.number)
         table = measure_table(score)
@@ -124,7 +148,14 @@ def process_piece(piece: Piece, split: str, *, out: Path, max_excerpts: int, sou
             targets = [("audio", sf_main), ("image", None)]
             if split == "test":
                 targets.append(("audio_unseen", sf_unseen))
-            performance = None
+            perf_cache: list = []
+
+            def performance(excerpt=excerpt, bpm=w.bpm, program=program, cache=perf_cache):
+                if not cache:
+                    cache.append(set_performance(excerpt, bpm=bpm, program=program))
+                return cache[0]
+
+            xml = render.excerpt_xml(excerpt)
             layout = None
             for modality, sf in targets:
                 path = out / _media_rel(modality, ident)
@@ -132,19 +163,24 @@ def process_piece(piece: Piece, split: str, *, out: Path, max_excerpts: int, sou
                     result["reused"] += 1
                     continue
                 if modality == "image":
-                    layout = render.render_image(excerpt, path)
+                    layout = render.render_image(excerpt, path, xml=xml)
                 else:
-                    if performance is None:
-                        performance = set_performance(excerpt, bpm=w.bpm, program=program)
-                    render.render_audio(performance, path, soundfont=sf, seconds=w.seconds)
+                    render.render_audio(performance(), path, soundfont=sf, seconds=w.seconds)
                 result["rendered"] += 1
             if layout is None:  # the image was there already: engrave again for its bar layout
-                layout = render.engrave_image(excerpt)[1]
+                layout = render.engrave_image(excerpt, xml=xml)[1]
             if len(onsets) != len(layout["bar_x0"]):
                 raise render.RenderError("bars of the audio and the image differ")
         except Exception as exc:  # noqa: BLE001 - an item that fails is counted and skipped
             result["failures"].append(f"item: {_reason(exc)}")
             continue
+        if with_views:
+            try:
+                result["views"].extend(_render_views(excerpt, ident, split, out=out, xml=xml,
+                                                     title=meta["title"], performance=performance,
+                                                     seconds=w.seconds, result=result))
+            except Exception as exc:  # noqa: BLE001 - the item stays; its views are counted as failed
+                result["failures"].append(f"view: {_reason(exc)}")
         row = {
             "id": ident, "split": split,
             "audio": _media_rel("audio", ident), "image": _media_rel("image", ident),
@@ -177,7 +213,8 @@ def _record_path(out: Path, piece: Piece) -> Path:
 def _record_key(split: str, kwargs: dict) -> dict:
     return {"version": RECORD_VERSION, "render": render.RENDER_VERSION, "split": split,
             "max_excerpts": kwargs["max_excerpts"], "soundfont": kwargs["soundfont"],
-            "unseen_soundfont": kwargs["unseen_soundfont"]}
+            "unseen_soundfont": kwargs["unseen_soundfont"],
+            "views": views.VIEWS_VERSION if kwargs.get("with_views", True) else None}
 
 
 def _load_record(piece: Piece, split: str, kwargs: dict) -> dict | None:
@@ -190,7 +227,7 @@ def _load_record(piece: Piece, split: str, kwargs: dict) -> dict | None:
         if saved.get("key") == _record_key(split, kwargs) and all(
             (kwargs["out"] / row[m]).is_file()
             for row in saved["result"]["rows"] for m in ("audio", "image", "audio_unseen") if row.get(m)
-        ):
+        ) and all((kwargs["out"] / view["path"]).is_file() for view in saved["result"].get("views", [])):
             res = saved["result"]
             res["reused"] = res.get("rendered", 0) + res.get("reused", 0)
             res["rendered"] = 0
@@ -226,9 +263,10 @@ def _init_worker() -> None:
 def build_corpus(*, out: str | Path, seed: int = 0, limit: int | None = None, workers: int = 2,
                  soundfont: str = render.DEFAULT_SOUNDFONT, unseen_soundfont: str = render.UNSEEN_SOUNDFONT,
                  collections: tuple[str, ...] | None = None, progress: bool = True,
-                 finished_only: bool = False) -> BuildSummary:
+                 finished_only: bool = False, with_views: bool = True) -> BuildSummary:
     """Build the demo corpus into ``out``: ``manifest.parquet`` plus ``audio/``, ``image/`` and
-    (test split) ``audio_unseen/`` media.
+    (test split) ``audio_unseen/`` media, and ``views.parquet`` with the extra views' media
+    (``audio_sf/``, ``image_layout/`` for training items, ``image_other/`` for test items).
 
     Args:
         out: output folder (created; an existing build there is resumed).
@@ -242,6 +280,8 @@ def build_corpus(*, out: str | Path, seed: int = 0, limit: int | None = None, wo
         progress: show a progress bar on stderr.
         finished_only: render nothing; write the manifest of the pieces finished so far (for
             example while another process is still building into ``out``).
+        with_views: also render the extra views (:mod:`xmr.data.corpus.views`); without them
+            ``views.parquet`` lists only the test split's ``audio_unseen``.
 
     Example:
         >>> summary = build_corpus(out="data/corpus", limit=200)  # doctest: +SKIP
@@ -268,6 +308,9 @@ def build_corpus(*, out: str | Path, seed: int = 0, limit: int | None = None, wo
             )
     render.find_soundfont(soundfont)
     render.find_soundfont(unseen_soundfont)
+    if with_views:
+        for sf in views.TRAIN_SOUNDFONTS:
+            render.find_soundfont(sf)
     out.mkdir(parents=True, exist_ok=True)
     plan = plan_pieces(seed=seed, collections=tuple(collections) if collections else None)
     n_coll = len({p.collection for p, _ in plan}) or 1
@@ -275,16 +318,18 @@ def build_corpus(*, out: str | Path, seed: int = 0, limit: int | None = None, wo
     for i, (piece, split) in enumerate(plan):
         cap = default_excerpt_cap(limit, n_coll, COLLECTIONS_BY_KEY[piece.collection].max_excerpts)
         kwargs = {"out": out, "max_excerpts": cap, "soundfont": soundfont,
-                  "unseen_soundfont": unseen_soundfont}
+                  "unseen_soundfont": unseen_soundfont, "with_views": with_views}
         tasks.append((i, piece, split, kwargs))
 
     rows: list[dict] = []
+    view_rows: list[dict] = []
     failures: Counter = Counter()
     summary = BuildSummary()
     bar = tqdm(total=len(tasks), unit="piece", disable=not progress, dynamic_ncols=True)
 
     def consume(res: dict) -> bool:
         rows.extend(res["rows"])
+        view_rows.extend(res.get("views", []))
         failures.update(res["failures"])
         summary.pieces += 1
         summary.pieces_failed += int(not res["rows"])
@@ -323,6 +368,7 @@ def build_corpus(*, out: str | Path, seed: int = 0, limit: int | None = None, wo
         raise InputError("the corpus build produced no items; see the failures above")
     df = pd.DataFrame(rows)[list(COLUMNS)].sort_values("id", kind="stable").reset_index(drop=True)
     write_manifest(df, out / MANIFEST_NAME)
+    write_views(df, view_rows, out / views.VIEWS_NAME)
 
     summary.items = len(df)
     summary.per_split = {s: int((df["split"] == s).sum()) for s in ("train", "val", "test")}
@@ -332,6 +378,21 @@ def build_corpus(*, out: str | Path, seed: int = 0, limit: int | None = None, wo
     if not finished_only:
         (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
     return summary
+
+
+def write_views(manifest, view_rows: list[dict], path: Path) -> Path:
+    """Write views.parquet: the rendered views of the manifest's items plus a row per test item's
+    ``audio_unseen`` (so that one table lists every rendering besides an item's main two)."""
+    ids = set(manifest["id"])
+    rows = [v for v in view_rows if v["id"] in ids]
+    for row in manifest.itertuples(index=False):
+        if isinstance(row.audio_unseen, str) and row.audio_unseen:
+            rows.append(views.view_row(row.id, row.split, "audio_unseen", soundfont=row.soundfont_unseen))
+    frame = views.views_frame(rows)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
 
 
 def default_excerpt_cap(limit: int | None, n_collections: int, cap: int) -> int:

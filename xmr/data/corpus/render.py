@@ -28,9 +28,13 @@ IMAGE_HEIGHT = 256  # every image: this many pixels high, staff size fixed by VE
 IMAGE_MAX_WIDTH = 1600
 VEROVIO_SCALE = 35
 PEAK = 0.89  # -1 dBFS: every clip is peak-normalised to this
-SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/soundfonts", "/usr/local/share/soundfonts")
+SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/share/soundfonts",
+                  "/usr/local/share/soundfonts")
 DEFAULT_SOUNDFONT = "FluidR3_GM.sf2"
 UNSEEN_SOUNDFONT = "TimGM6mb.sf2"
+# Text of the views (titles): one serif font file, so that no other installed font changes the
+# pixels (Debian fonts-dejavu-core). The main images carry no text and are rasterised as before.
+TEXT_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf"
 RENDER_VERSION = "1"  # bump when a change below alters rendered bytes (it keys the on-demand cache)
 
 
@@ -51,7 +55,9 @@ def find_soundfont(name: str) -> Path:
         candidate = Path(folder) / path.name
         if candidate.is_file():
             return candidate
-    hint = {"FluidR3_GM.sf2": "fluid-soundfont-gm", "TimGM6mb.sf2": "timgm6mb-soundfont"}.get(path.name)
+    hint = {"FluidR3_GM.sf2": "fluid-soundfont-gm", "TimGM6mb.sf2": "timgm6mb-soundfont",
+            "MuseScore_General_Lite.sf3": "musescore-general-soundfont-small",
+            "OPL-3_FM_128M.sf2": "opl3-soundfont"}.get(path.name)
     raise MissingAssetError(
         f"soundfont {name} not found" + (f"; install the Debian package {hint}" if hint else "")
     )
@@ -125,6 +131,9 @@ def render_audio(performance, path: Path, *, soundfont: Path, seconds: float) ->
     write_flac(wave, path)
 
 
+_PAGE_MARGINS = {"pageMarginTop": 20, "pageMarginBottom": 20, "pageMarginLeft": 20, "pageMarginRight": 20}
+
+
 @functools.lru_cache(maxsize=1)
 def _toolkit():
     import verovio
@@ -133,17 +142,21 @@ def _toolkit():
     tk = verovio.toolkit()
     tk.setOptions({
         "scale": VEROVIO_SCALE, "breaks": "none", "header": "none", "footer": "none",
-        "adjustPageHeight": True, "adjustPageWidth": True, "xmlIdSeed": 1,
-        "pageMarginTop": 20, "pageMarginBottom": 20, "pageMarginLeft": 20, "pageMarginRight": 20,
+        "adjustPageHeight": True, "adjustPageWidth": True, "xmlIdSeed": 1, **_PAGE_MARGINS,
     })
     return tk
 
 
-def engrave(excerpt) -> str:
-    """Verovio SVG of an excerpt (one system, no title or page furniture)."""
+def excerpt_xml(excerpt) -> str:
+    """MusicXML text of an excerpt (what Verovio engraves; exported once per item for all its
+    engravings)."""
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-    xml = GeneralObjectExporter(excerpt).parse().decode("utf-8")
+    return GeneralObjectExporter(excerpt).parse().decode("utf-8")
+
+
+def engrave_xml(xml: str) -> str:
+    """Verovio SVG of an excerpt's MusicXML (one system, no title or page furniture)."""
     tk = _toolkit()
     if not tk.loadData(xml):
         raise RenderError("verovio could not load the excerpt")
@@ -151,6 +164,105 @@ def engrave(excerpt) -> str:
     if not svg:
         raise RenderError("verovio rendered nothing")
     return svg
+
+
+def engrave(excerpt) -> str:
+    """Verovio SVG of an excerpt (one system, no title or page furniture)."""
+    return engrave_xml(excerpt_xml(excerpt))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a view engraves an excerpt: a SMuFL music font that Verovio ships, spacing, staff size
+    (Verovio's ``scale``, percent), a title above the music (None: none) and the number of systems
+    (1, or 2: line broken near the middle). ``Layout()`` is the main image's engraving."""
+
+    font: str = "Leipzig"
+    spacing_linear: float = 0.25
+    spacing_non_linear: float = 0.6
+    scale: int = VEROVIO_SCALE
+    title: str | None = None
+    systems: int = 1
+
+
+def _with_title(xml: str, title: str | None) -> str:
+    """The MusicXML with ``title`` as its work title (or none) and no creator (Verovio would print
+    music21's placeholder composer)."""
+    from xml.sax.saxutils import escape
+
+    xml = re.sub(r"\s*<movement-title>.*?</movement-title>", "", xml, count=1, flags=re.S)
+    xml = re.sub(r"\s*<creator [^>]*>.*?</creator>", "", xml, flags=re.S)
+    if title:
+        xml = re.sub(r"(<score-partwise[^>]*>)", lambda m: f"{m.group(1)}\n  <work><work-title>"
+                     f"{escape(title)}</work-title></work>", xml, count=1)
+    return xml
+
+
+@functools.lru_cache(maxsize=1)
+def _view_toolkit():
+    import verovio
+
+    verovio.enableLog(verovio.LOG_OFF)
+    return verovio.toolkit()
+
+
+# Verovio writes text as <text font-size="0px"> around tspans that carry the size; resvg then
+# anchors a centred title as if it had no width (it is drawn off the page): the text gets the size.
+_ZERO_TEXT = re.compile(r'<text font-size="0px">(?=(?:(?!</text>).)*?font-size="([0-9.]+px)")', re.S)
+
+
+def _engrave_with(xml: str, options: dict) -> str:
+    tk = _view_toolkit()
+    tk.resetOptions()
+    tk.setOptions(options)
+    if not tk.loadData(xml):
+        raise RenderError("verovio could not load the excerpt")
+    svg = tk.renderToSVG(1)
+    if not svg:
+        raise RenderError("verovio rendered nothing")
+    return _ZERO_TEXT.sub(lambda m: f'<text font-size="{m.group(1)}">', svg)
+
+
+# Page widths tried for two systems, as fractions of the one-system width: the first that breaks
+# the line exactly once wins.
+_TWO_SYSTEM_FRACTIONS = (0.6, 0.7, 0.5, 0.8, 0.4, 0.9)
+
+
+def engrave_layout(xml: str, layout: Layout) -> tuple[str, int]:
+    """(Verovio SVG, systems drawn) of an excerpt's MusicXML engraved with ``layout``.
+
+    The excerpt is engraved on one line first to measure it. A title is centred over a page as
+    wide as that line (or as the title). Two systems: pages of a fraction of that width with
+    automatic line breaks, until exactly two systems come out (an excerpt that will not break in
+    two keeps what the last try gave).
+    """
+    options = {
+        "scale": layout.scale, "font": layout.font, "spacingLinear": layout.spacing_linear,
+        "spacingNonLinear": layout.spacing_non_linear, "header": "none", "footer": "none",
+        "adjustPageHeight": True, "adjustPageWidth": True, "xmlIdSeed": 1, "pageHeight": 60000,
+        **_PAGE_MARGINS,
+    }
+    one = _engrave_with(_with_title(xml, None), {**options, "breaks": "none"})
+    if layout.systems <= 1 and not layout.title:
+        return one, 1
+    import xml.etree.ElementTree as ET
+
+    natural = _px(ET.fromstring(one).get("width")) * 100.0 / layout.scale  # Verovio units
+    # A centred title is cut where the page ends: the page is made at least as wide as it.
+    title_width = 40.0 * len(layout.title) + 100.0 if layout.title else 0.0
+    options.update(header="auto" if layout.title else "none", adjustPageWidth=False)
+    xml = _with_title(xml, layout.title)
+    if layout.systems <= 1:
+        width = int(max(natural, title_width))
+        return _engrave_with(xml, {**options, "breaks": "none", "pageWidth": width}), 1
+    svg, systems = one, 1
+    for fraction in _TWO_SYSTEM_FRACTIONS:
+        width = int(max(natural * fraction, 100.0))
+        svg = _engrave_with(xml, {**options, "breaks": "auto", "pageWidth": width})
+        systems = 1 + max(bar["system"] for bar in svg_bars(svg))
+        if systems == layout.systems:
+            break
+    return svg, systems
 
 
 def rasterize(svg: str):
@@ -182,14 +294,27 @@ class Placement:
         return (svg_px - self.top) * self.scale_y + self.offset_y
 
 
-def rasterize_placed(svg: str):
-    """:func:`rasterize` plus the :class:`Placement` that maps SVG pixels to the PNG's pixels."""
+def _text_font() -> dict:
+    if not Path(TEXT_FONT).is_file():
+        raise MissingAssetError(f"font {TEXT_FONT} not found; install the Debian package fonts-dejavu-core")
+    return {"skip_system_fonts": True, "font_files": [TEXT_FONT], "serif_family": "DejaVu Serif",
+            "font_family": "DejaVu Serif"}
+
+
+def rasterize_placed(svg: str, *, height: int = IMAGE_HEIGHT, max_height: int | None = None,
+                     max_width: int = IMAGE_MAX_WIDTH, text: bool = False):
+    """:func:`rasterize` plus the :class:`Placement` that maps SVG pixels to the PNG's pixels.
+
+    ``height``: the PNG's height; with ``max_height``, a taller engraving makes the PNG as tall as
+    it, up to ``max_height`` (views of two systems keep their staff size). ``max_width``: the
+    largest width. ``text``: draw text such as a title with :data:`TEXT_FONT`.
+    """
     import io
 
     import resvg_py
     from PIL import Image, ImageOps
 
-    png = resvg_py.svg_to_bytes(svg_string=svg, background="#ffffff")
+    png = resvg_py.svg_to_bytes(svg_string=svg, background="#ffffff", **(_text_font() if text else {}))
     img = Image.open(io.BytesIO(bytes(png))).convert("L")
     box = ImageOps.invert(img).point(lambda v: 255 if v > 24 else 0).getbbox()
     if box is None:
@@ -198,12 +323,14 @@ def rasterize_placed(svg: str):
     left, top = max(box[0] - margin, 0), max(box[1] - margin, 0)
     img = img.crop((left, top, min(box[2] + margin, img.width), min(box[3] + margin, img.height)))
     crop_w, crop_h = img.size
-    scale = min(1.0, IMAGE_HEIGHT / img.height, IMAGE_MAX_WIDTH / img.width)
+    if max_height is not None:
+        height = min(max(height, crop_h), max_height)
+    scale = min(1.0, height / img.height, max_width / img.width)
     if scale < 1.0:
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
                          Image.Resampling.LANCZOS)
-    canvas = Image.new("L", (img.width, IMAGE_HEIGHT), 255)
-    offset_y = (IMAGE_HEIGHT - img.height) // 2
+    canvas = Image.new("L", (img.width, height), 255)
+    offset_y = (height - img.height) // 2
     canvas.paste(img, (0, offset_y))
     return canvas, Placement(left=left, top=top, scale_x=img.width / crop_w, scale_y=img.height / crop_h,
                              offset_y=offset_y, width=canvas.width, height=canvas.height)
@@ -314,29 +441,65 @@ def bar_layout(svg: str, placement: Placement) -> dict[str, list[int]]:
     return out
 
 
-def engrave_image(excerpt):
-    """(PNG image, bar layout) of an excerpt: see :func:`rasterize` and :func:`bar_layout`.
-
-    Raises RenderError when Verovio's bars are not the excerpt's bars.
-    """
-    from music21 import stream
-
-    svg = engrave(excerpt)
-    img, placement = rasterize_placed(svg)
-    layout = bar_layout(svg, placement)
-    n_bars = len(excerpt.parts[0].getElementsByClass(stream.Measure))
+def _check_bars(layout: dict, n_bars: int) -> None:
     if len(layout["bar_x0"]) != n_bars:
         raise RenderError(f"verovio engraved {len(layout['bar_x0'])} bars, the excerpt has {n_bars}")
+
+
+def _n_bars(excerpt) -> int:
+    from music21 import stream
+
+    return len(excerpt.parts[0].getElementsByClass(stream.Measure))
+
+
+def engrave_image(excerpt, *, xml: str | None = None):
+    """(PNG image, bar layout) of an excerpt: see :func:`rasterize` and :func:`bar_layout`.
+
+    ``xml``: the excerpt's MusicXML when already exported (:func:`excerpt_xml`). Raises
+    RenderError when Verovio's bars are not the excerpt's bars.
+    """
+    svg = engrave_xml(xml if xml is not None else excerpt_xml(excerpt))
+    img, placement = rasterize_placed(svg)
+    layout = bar_layout(svg, placement)
+    _check_bars(layout, _n_bars(excerpt))
     return img, layout
 
 
-def render_image(excerpt, path: Path) -> dict[str, list[int]]:
-    """Engrave an excerpt, save it as a grayscale PNG of height IMAGE_HEIGHT; returns its bar
-    layout (:func:`bar_layout`)."""
+def _save_png(img, path: Path) -> None:
     import io
 
-    img, layout = engrave_image(excerpt)
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=False)
     _atomic_write(path, buf.getvalue())
+
+
+def render_image(excerpt, path: Path, *, xml: str | None = None) -> dict[str, list[int]]:
+    """Engrave an excerpt, save it as a grayscale PNG of height IMAGE_HEIGHT; returns its bar
+    layout (:func:`bar_layout`)."""
+    img, layout = engrave_image(excerpt, xml=xml)
+    _save_png(img, path)
     return layout
+
+
+def engrave_view(excerpt, layout: Layout, *, xml: str | None = None):
+    """(PNG image, bar layout, SVG, placement, systems) of an excerpt engraved with ``layout``.
+
+    The PNG is IMAGE_HEIGHT pixels high, or up to IMAGE_HEIGHT per system drawn where the
+    engraving is taller (staves of two systems keep about the size they have in one); bars carry
+    their own system's rows (``bar_y0``/``bar_y1``).
+    """
+    svg, systems = engrave_layout(xml if xml is not None else excerpt_xml(excerpt), layout)
+    img, placement = rasterize_placed(svg, max_height=IMAGE_HEIGHT * systems, text=True)
+    bars = bar_layout(svg, placement)
+    _check_bars(bars, _n_bars(excerpt))
+    return img, bars, svg, placement, systems
+
+
+def render_view_image(excerpt, layout: Layout, path: Path | None, *,
+                      xml: str | None = None) -> tuple[dict, int]:
+    """Engrave a view (:func:`engrave_view`) and save its PNG to ``path`` (None: the file is there
+    already, only its bar layout is wanted); returns (bar layout, systems drawn)."""
+    img, bars, _, _, systems = engrave_view(excerpt, layout, xml=xml)
+    if path is not None:
+        _save_png(img, path)
+    return bars, systems
