@@ -1,14 +1,25 @@
 """Audio features through torchaudio, with every parameter in one config object.
 
-Two kinds, as Chao et al. 2022 and Nakatsuka et al. 2023 use them (see REFERENCES.md):
+Four kinds (see REFERENCES.md):
 
 - ``"logmel"`` — log-mel power spectrogram (Chao et al. 2022, Sec. II-C: 64 mel bins, window 1024,
   hop 320 at 16 kHz), ``10·log10(max(S, amin))`` (torchaudio ``AmplitudeToDB``), shape
   ``(B, 1, n_mels, frames)``;
 - ``"stft"`` — the complex STFT (Nakatsuka et al. 2023, Sec. 4.1.2: 1025 bins with n_fft 2048,
-  hop 512) as two real channels ``(B, 2, n_fft // 2 + 1, frames)``: real and imaginary parts.
+  hop 512) as two real channels ``(B, 2, n_fft // 2 + 1, frames)``: real and imaginary parts;
+- ``"logfreq"`` — a log-frequency spectrogram that keeps pitch (Dorfer et al. 2018: 16 bins per
+  octave from 30 Hz to 6 kHz, 20 frames/s): the STFT magnitude through a bank of triangular
+  filters centred on log-spaced frequencies, filters that fall on the same FFT bin merged (as
+  madmom's ``LogarithmicFilterbank``, so the low bins are FFT bins, not interpolations), then
+  ``log(1 + S)``, shape ``(B, 1, n_bins, frames)``;
+- ``"cqt"`` — a constant-Q transform magnitude from nnAudio (``CQT1992v2``; Cheuk et al. 2020),
+  ``bins_per_octave`` bins from ``f_min`` up to ``f_max``, then ``log(1 + S)``.
 
-Both are computed per item (no statistic is shared across a batch), so a wave gives the same
+``logfreq`` and ``cqt`` pad the wave with zeros (not a reflection) when centring frames, so the
+first ``num_frames(L)`` frames of a wave of ``L`` samples are the same whether or not zeros follow
+it: a padded batch gives each item the frames it has alone, and sequence towers mask the rest.
+
+All are computed per item (no statistic is shared across a batch), so a wave gives the same
 features alone or inside any batch. :func:`fixed_windows` cuts long audio into deterministic,
 overlapping windows (Nakatsuka et al. 2023 average embeddings over 50%-overlapping crops).
 
@@ -31,7 +42,8 @@ import torch
 from xmr.config import strict_from_dict
 from xmr.errors import ConfigError
 
-KINDS = ("logmel", "stft")
+KINDS = ("logmel", "stft", "logfreq", "cqt")
+PITCH_KINDS = ("logfreq", "cqt")  # log-frequency axes: bins_per_octave, f_min > 0
 
 
 @dataclass
@@ -40,16 +52,19 @@ class SpectrogramConfig:
 
     Args:
         sample_rate: rate of the input waves in Hz.
-        kind: ``"logmel"`` or ``"stft"`` (complex, as real/imaginary channels).
+        kind: ``"logmel"``, ``"stft"`` (complex, as real/imaginary channels), ``"logfreq"`` or
+            ``"cqt"`` (log-frequency axes that keep pitch).
         n_fft: FFT size; ``n_fft // 2 + 1`` frequency bins.
         win_length: Hann window length in samples (``<= n_fft``).
         hop_length: hop between frames in samples.
         n_mels: number of mel bands (``"logmel"`` only).
-        f_min: lowest mel frequency in Hz.
-        f_max: highest mel frequency in Hz (``None``: Nyquist).
+        f_min: lowest mel / log-frequency band in Hz (``> 0`` for ``logfreq`` and ``cqt``).
+        f_max: highest band in Hz (``None``: Nyquist).
         amin: floor of the power before the logarithm (avoids ``log(0)``).
         top_db: if set, clamp each item's log-mel to ``max - top_db`` (per item, never per batch).
         center: pad the wave so that frame ``t`` is centred at ``t * hop_length``.
+        bins_per_octave: bands per octave of ``logfreq`` / ``cqt`` (``None`` for the other kinds,
+            and then left out of :meth:`to_dict`, so that older configs keep their fingerprint).
 
     Example::
 
@@ -68,10 +83,16 @@ class SpectrogramConfig:
     amin: float = 1e-10
     top_db: float | None = None
     center: bool = True
+    bins_per_octave: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"SpectrogramConfig.kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind in PITCH_KINDS:
+            if self.bins_per_octave is None or int(self.bins_per_octave) < 1:
+                raise ConfigError(f"SpectrogramConfig kind {self.kind!r} needs bins_per_octave >= 1")
+            if self.f_min <= 0:
+                raise ConfigError(f"SpectrogramConfig kind {self.kind!r} needs f_min > 0, got {self.f_min}")
         for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"SpectrogramConfig.{name} must be positive, got {getattr(self, name)!r}")
@@ -87,13 +108,20 @@ class SpectrogramConfig:
 
     @property
     def n_bins(self) -> int:
-        """Frequency rows of the output: ``n_mels`` for log-mel, ``n_fft // 2 + 1`` for the STFT."""
-        return self.n_mels if self.kind == "logmel" else self.n_fft // 2 + 1
+        """Frequency rows of the output: ``n_mels`` for log-mel, ``n_fft // 2 + 1`` for the STFT,
+        the merged filters for ``logfreq``, the bands from ``f_min`` to ``f_max`` for ``cqt``."""
+        if self.kind == "logmel":
+            return self.n_mels
+        if self.kind == "logfreq":
+            return int(logfreq_filterbank(self).shape[0])
+        if self.kind == "cqt":
+            return _cqt_bins(self)
+        return self.n_fft // 2 + 1
 
     @property
     def channels(self) -> int:
-        """Channels of the output: 1 for log-mel, 2 (real, imaginary) for the STFT."""
-        return 1 if self.kind == "logmel" else 2
+        """Channels of the output: 2 (real, imaginary) for the STFT, else 1."""
+        return 2 if self.kind == "stft" else 1
 
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for a wave of ``num_samples`` samples."""
@@ -102,8 +130,11 @@ class SpectrogramConfig:
         return max(0, (num_samples - self.n_fft) // self.hop_length + 1)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict of the fields."""
-        return dataclasses.asdict(self)
+        """Plain JSON-ready dict of the fields (``bins_per_octave`` only when set)."""
+        data = dataclasses.asdict(self)
+        if data["bins_per_octave"] is None:
+            del data["bins_per_octave"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpectrogramConfig:
@@ -119,7 +150,8 @@ def compute_features(wave: torch.Tensor | np.ndarray, cfg: SpectrogramConfig) ->
         cfg: the front-end parameters.
 
     Returns:
-        ``(B, 1, n_mels, frames)`` for ``"logmel"``, ``(B, 2, n_fft // 2 + 1, frames)`` for ``"stft"``.
+        ``(B, 1, n_mels, frames)`` for ``"logmel"``, ``(B, 2, n_fft // 2 + 1, frames)`` for ``"stft"``,
+        ``(B, 1, n_bins, frames)`` for ``"logfreq"`` and ``"cqt"``.
 
     Example::
 
@@ -127,6 +159,10 @@ def compute_features(wave: torch.Tensor | np.ndarray, cfg: SpectrogramConfig) ->
     """
     if cfg.kind == "logmel":
         return log_mel(wave, cfg)
+    if cfg.kind == "logfreq":
+        return log_frequency(wave, cfg)
+    if cfg.kind == "cqt":
+        return log_cqt(wave, cfg)
     return complex_stft(wave, cfg)
 
 
@@ -156,6 +192,63 @@ def complex_stft(wave: torch.Tensor | np.ndarray, cfg: SpectrogramConfig) -> tor
     x = _as_batch(wave)
     spec = _transform("stft", cfg, x.device)(x)  # (B, F, frames) complex
     return torch.view_as_real(spec).permute(0, 3, 1, 2).contiguous()
+
+
+def log_frequency(wave: torch.Tensor | np.ndarray, cfg: SpectrogramConfig) -> torch.Tensor:
+    """Log-frequency spectrogram ``log(1 + |STFT| @ filters)``: ``(B, 1, n_bins, frames)``
+    (Dorfer et al. 2018; filters from :func:`logfreq_filterbank`).
+
+    Example::
+
+        cfg = SpectrogramConfig(kind="logfreq", n_fft=4096, win_length=4096, hop_length=320,
+                                f_min=30.0, f_max=6000.0, bins_per_octave=16)
+        x = log_frequency(torch.randn(16000), cfg)  # (1, 1, cfg.n_bins, 51)
+    """
+    x = _as_batch(wave)
+    mag = _transform("stft_mag", cfg, x.device)(x)  # (B, n_fft // 2 + 1, frames)
+    fb = _filterbank_tensor(cfg, x.device)  # (n_bins, n_fft // 2 + 1)
+    return torch.log1p(torch.matmul(fb, mag)).unsqueeze(1)
+
+
+def log_cqt(wave: torch.Tensor | np.ndarray, cfg: SpectrogramConfig) -> torch.Tensor:
+    """Constant-Q magnitude from nnAudio's ``CQT1992v2`` (Cheuk et al. 2020), ``log(1 + S)``:
+    ``(B, 1, n_bins, frames)``; needs the ``nnAudio`` package."""
+    x = _as_batch(wave)
+    spec = _transform("cqt", cfg, x.device)(x)  # (B, n_bins, frames)
+    return torch.log1p(spec).unsqueeze(1)
+
+
+def logfreq_filterbank(cfg: SpectrogramConfig) -> np.ndarray:
+    """Triangular filters on log-spaced centres, ``(n_bins, n_fft // 2 + 1)`` float32.
+
+    Centres ``f_min * 2 ** (k / bins_per_octave)`` up to ``f_max`` are snapped to the nearest FFT
+    bin and repeated bins are dropped (madmom's ``LogarithmicFilterbank`` with ``unique_filters``,
+    as Dorfer et al. 2018 use it: 16 bins per octave from 30 Hz to 6 kHz). Filter ``k`` rises from
+    bin ``c[k-1]`` to ``c[k]`` and falls to ``c[k+1]``; each is normalised to unit sum. With
+    ``n_fft`` 4096 at 16 kHz the FFT bins are 3.9 Hz apart, so semitones stay apart from about
+    65 Hz (C2) up.
+    """
+    key = ("fb", cfg.sample_rate, cfg.n_fft, float(cfg.f_min), cfg.f_max, int(cfg.bins_per_octave or 0))
+    cached = _FILTERBANKS.get(key)
+    if cached is not None:
+        return cached
+    f_max = float(cfg.f_max or cfg.sample_rate / 2)
+    n_fft_bins = cfg.n_fft // 2 + 1
+    bin_hz = cfg.sample_rate / cfg.n_fft
+    count = int(math.floor(cfg.bins_per_octave * math.log2(f_max / cfg.f_min))) + 1
+    centres = cfg.f_min * 2.0 ** (np.arange(count) / cfg.bins_per_octave)
+    bins = np.unique(np.clip(np.round(centres / bin_hz).astype(int), 0, n_fft_bins - 1))
+    if len(bins) < 3:
+        raise ConfigError(f"logfreq: too few distinct FFT bins between {cfg.f_min} and {f_max} Hz")
+    fb = np.zeros((len(bins) - 2, n_fft_bins), np.float32)
+    for k in range(1, len(bins) - 1):
+        lo, mid, hi = bins[k - 1], bins[k], bins[k + 1]
+        fb[k - 1, lo:mid + 1] = np.linspace(0.0, 1.0, mid - lo + 1)  # rising edge, peak at mid
+        fb[k - 1, mid:hi + 1] = np.linspace(1.0, 0.0, hi - mid + 1)
+        fb[k - 1, mid] = 1.0
+        fb[k - 1] /= fb[k - 1].sum()
+    _FILTERBANKS[key] = fb
+    return fb
 
 
 def fixed_windows(num_samples: int, window: int, overlap: float = 0.5) -> list[tuple[int, int]]:
@@ -228,6 +321,24 @@ def _as_batch(wave: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 
 _CACHE: dict[tuple, torch.nn.Module] = {}
+_FILTERBANKS: dict[tuple, np.ndarray] = {}
+_FB_TENSORS: dict[tuple, torch.Tensor] = {}
+
+
+def _filterbank_tensor(cfg: SpectrogramConfig, device: torch.device) -> torch.Tensor:
+    key = (tuple(dataclasses.astuple(cfg)), str(device))
+    fb = _FB_TENSORS.get(key)
+    if fb is None:
+        fb = torch.from_numpy(logfreq_filterbank(cfg)).to(device)
+        if len(_FB_TENSORS) > 32:
+            _FB_TENSORS.clear()
+        _FB_TENSORS[key] = fb
+    return fb
+
+
+def _cqt_bins(cfg: SpectrogramConfig) -> int:
+    f_max = float(cfg.f_max or cfg.sample_rate / 2)
+    return int(math.floor(cfg.bins_per_octave * math.log2(f_max / cfg.f_min))) + 1
 
 
 def _transform(which: str, cfg: SpectrogramConfig, device: torch.device) -> torch.nn.Module:
@@ -242,6 +353,21 @@ def _transform(which: str, cfg: SpectrogramConfig, device: torch.device) -> torc
                 sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_length,
                 hop_length=cfg.hop_length, f_min=cfg.f_min, f_max=cfg.f_max, n_mels=cfg.n_mels,
                 power=2.0, center=cfg.center, window_fn=torch.hann_window,
+            )
+        elif which == "stft_mag":  # zero padding when centring: frames do not depend on what follows
+            module = T.Spectrogram(
+                n_fft=cfg.n_fft, win_length=cfg.win_length, hop_length=cfg.hop_length,
+                power=1.0, center=cfg.center, pad_mode="constant", window_fn=torch.hann_window,
+            )
+        elif which == "cqt":
+            try:
+                from nnAudio.features import CQT1992v2
+            except ImportError as exc:
+                raise ConfigError("SpectrogramConfig kind 'cqt' needs the nnAudio package") from exc
+            module = CQT1992v2(
+                sr=cfg.sample_rate, hop_length=cfg.hop_length, fmin=cfg.f_min, n_bins=_cqt_bins(cfg),
+                bins_per_octave=int(cfg.bins_per_octave), center=cfg.center, pad_mode="constant",
+                output_format="Magnitude", verbose=False,
             )
         else:
             module = T.Spectrogram(

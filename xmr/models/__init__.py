@@ -8,6 +8,7 @@ Example:
 """
 
 from xmr.models import hub as _hub  # noqa: F401  (registers the hf_audio / hf_image towers)
+from xmr.models import sequence as _sequence  # noqa: F401  (registers the seq_cnn tower)
 from xmr.models.checkpoint import load_model, read_checkpoint_config, save_checkpoint
 from xmr.models.config import TEXT_SOURCE_PACKAGE, ModelConfig, TowerConfig
 from xmr.models.registry import create_model, get_model_config, list_models, register_model

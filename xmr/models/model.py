@@ -164,6 +164,16 @@ class XmrModel(nn.Module):
         window length; image: PIL images, arrays or paths -> ``(B, C, H, W)`` in [0, 1];
         text: strings -> the tokenizer's dict (``input_ids``, ``attention_mask``).
         """
+        return self.prepare_with_lengths(modality, inputs)[0]
+
+    def takes_lengths(self, modality: str) -> bool:
+        """Whether the tower of ``modality`` reads a sequence with per-item lengths (``seq_cnn``)."""
+        return modality in self.towers and bool(getattr(self.towers[modality], "takes_lengths", False))
+
+    def prepare_with_lengths(self, modality: str, inputs: Sequence[Any]) -> tuple[Any, Any]:
+        """:meth:`prepare` plus the valid length of each item: audio samples (``min(len,
+        window)``), image content columns (:func:`~xmr.models.sequence.fitted_width`); ``None``
+        for text. Sequence towers mask what lies after them; the other towers ignore them."""
         self._check(modality)
         if (
             isinstance(inputs, (str, Path))
@@ -171,6 +181,7 @@ class XmrModel(nn.Module):
             and not isinstance(inputs, np.ndarray)
         ):
             raise InputError(f"encode({modality!r}, ...) takes a list of inputs")
+        lengths: list[int] = []
         if modality == "audio":
             waves = []
             for x in inputs:
@@ -184,17 +195,21 @@ class XmrModel(nn.Module):
                     w = x.detach().cpu().float().numpy()
                 else:
                     w = _media.load_audio(x, sample_rate=self.sample_rate)
+                lengths.append(min(len(w), self.audio_window_samples))
                 waves.append(self.fit_audio(w))
-            return torch.from_numpy(np.stack(waves).astype(np.float32))
+            return torch.from_numpy(np.stack(waves).astype(np.float32)), torch.tensor(lengths)
         if modality == "image":
+            from xmr.models.sequence import fitted_width
+
             cfg = self.config.image_preprocessing
             imgs = []
             for x in inputs:
                 img = _media.load_image(x, max_pixels=cfg.max_pixels)
+                lengths.append(fitted_width(img.width, img.height, cfg.size, cfg.resize))
                 imgs.append(_media.prepare_image(img, cfg))
-            return torch.stack(imgs)
+            return torch.stack(imgs), torch.tensor(lengths)
         texts = [_media.normalize_text(t).text for t in inputs]
-        return self.tokenize(texts)
+        return self.tokenize(texts), None
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Tokenise captions with the text tower's tokenizer (padding, truncation to text_max_length)."""
@@ -219,7 +234,28 @@ class XmrModel(nn.Module):
                 return _media.compute_features(wave.float(), self.config.spectrogram)  # (B, C, F, frames)
         return batch
 
-    def embed(self, modality: str, batch: Any, *, normalize: bool = True) -> torch.Tensor:
+    def sequence_input(self, modality: str, batch: torch.Tensor,
+                       lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a sequence tower sees, with its lengths in steps: audio trimmed to the longest item,
+        its features and frame counts (``spectrogram.num_frames``); images with their centred
+        content moved left (:func:`~xmr.models.sequence.left_align`) and their widths."""
+        from xmr.models.sequence import left_align
+
+        n = batch.shape[0]
+        if modality == "audio":
+            wave = batch if batch.dim() == 2 else batch.reshape(n, -1)
+            full = torch.full((n,), wave.shape[1], dtype=torch.long)
+            lengths = full if lengths is None else lengths.detach().cpu().long().clamp(1, wave.shape[1])
+            feats = self.features_input("audio", wave[:, :int(lengths.max())])
+            spec = self.config.spectrogram
+            frames = torch.tensor([spec.num_frames(int(v)) for v in lengths]).clamp(1, feats.shape[-1])
+            return feats, frames.to(feats.device)
+        full = torch.full((n,), batch.shape[-1], dtype=torch.long)
+        widths = full if lengths is None else lengths.detach().cpu().long().clamp(1, batch.shape[-1])
+        return left_align(batch, widths), widths.to(batch.device)
+
+    def embed(self, modality: str, batch: Any, *, normalize: bool = True,
+              lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Prepared batch -> ``(B, D)`` embeddings with gradient (L2-normalised unless told not to).
 
         Args:
@@ -227,10 +263,17 @@ class XmrModel(nn.Module):
                 ``"text"`` (tokenizer dict or a list of strings).
             batch: the prepared batch, on the model's device.
             normalize: L2-normalise the output.
+            lengths: ``(B,)`` valid audio samples / image content columns per item (see
+                :meth:`prepare_with_lengths`); read by sequence towers only, which take the
+                whole input as valid without them.
         """
         self._check(modality)
         if modality == "text" and isinstance(batch, (list, tuple)):
             batch = {k: v.to(self.device) for k, v in self.tokenize(list(batch)).items()}
+        if self.takes_lengths(modality):
+            feats = self.towers[modality](*self.sequence_input(modality, batch, lengths))
+            z = self.heads[modality](feats)
+            return nn.functional.normalize(z, dim=-1) if normalize else z
         feats = self.towers[modality](self.features_input(modality, batch))  # (B, F)
         z = self.heads[modality](feats)  # (B, D)
         return nn.functional.normalize(z, dim=-1) if normalize else z
@@ -247,8 +290,8 @@ class XmrModel(nn.Module):
         Args:
             modality: ``"audio"``, ``"image"`` or ``"text"``.
             inputs: waveforms at ``model.sample_rate`` or audio paths (cropped or padded to
-                ``audio_window_seconds``; window longer audio yourself) / PIL images or image
-                paths / strings.
+                ``audio_window_seconds``; window longer audio yourself; sequence towers mask the
+                padding) / PIL images or image paths / strings.
             batch_size: items per forward pass.
 
         Example:
@@ -264,12 +307,12 @@ class XmrModel(nn.Module):
         try:
             out = []
             for start in range(0, len(items), max(1, int(batch_size))):
-                batch = self.prepare(modality, items[start : start + batch_size])
+                batch, lengths = self.prepare_with_lengths(modality, items[start : start + batch_size])
                 if isinstance(batch, dict):
                     batch = {k: v.to(self.device) for k, v in batch.items()}
                 else:
                     batch = batch.to(self.device)
-                out.append(self.embed(modality, batch).float().cpu())
+                out.append(self.embed(modality, batch, lengths=lengths).float().cpu())
         finally:
             self.train(was)
         return torch.cat(out).numpy().astype(np.float32, copy=False)

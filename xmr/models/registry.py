@@ -155,6 +155,60 @@ def scfem_stft() -> ModelConfig:
     )
 
 
+# Pitch-keeping sequence towers (xmr.models.sequence). The log-frequency front end of Dorfer et al.
+# 2018 (16 bins per octave, 30 Hz to 6 kHz; n_fft 4096 at 16 kHz so that the low bins are FFT bins
+# 3.9 Hz apart) at a 20 ms hop; score images at the corpus's own height, 256 px, where the staff
+# lines of its engravings are a median 6.3 px apart (5th percentile 5.2 px, 99.8% of 1,016 measured
+# images at least 4 px; the two below are six-staff scores), the aspect ratio kept and the width
+# padded up to 1,024 px (98% of the engravings fit at full height).
+_LOGFREQ = dict(sample_rate=16000, kind="logfreq", n_fft=4096, win_length=4096, hop_length=320,
+                f_min=30.0, f_max=6000.0, bins_per_octave=16)
+_SEQ_IMAGE = dict(size=(256, 1024), mode="L", resize="pad")
+
+
+def _seq_tower(rows: int, pooling: str, **options: Any) -> TowerConfig:
+    return TowerConfig(kind="seq_cnn", backbone="vgg", pooling=pooling, head="linear",
+                       options={"rows": int(rows), **options})
+
+
+def _demo_seq(pooling: str = "gru", **spectrogram: Any) -> ModelConfig:
+    spec = SpectrogramConfig(**{**_LOGFREQ, **spectrogram})
+    image = ImageConfig(**_SEQ_IMAGE)
+    return ModelConfig(
+        embed_dim=256,
+        audio=_seq_tower(spec.n_bins, pooling),
+        image=_seq_tower(image.size[0], pooling),
+        text=_minilm(),
+        spectrogram=spec,
+        image_preprocessing=image,
+        sample_rate=16000,
+        audio_window_seconds=10.0,
+        text_max_length=64,
+    )
+
+
+@register_model
+def demo_seq() -> ModelConfig:
+    """Towers that keep pitch and read in order: VGG-style CNNs (Dorfer et al. 2018) on a 16-bin/
+    octave log-frequency spectrogram (20 ms hop) and on 256-px-high score images (width padded, up
+    to 1,024 px), height folded into channels, a bidirectional GRU over time / left to right
+    (Carvalho & Widmer 2023); frozen all-MiniLM-L6-v2 text; about 1 M weights per media tower."""
+    return _demo_seq("gru")
+
+
+@register_model
+def demo_seq_attn() -> ModelConfig:
+    """As ``demo-seq`` with masked attention pooling over the sequence instead of the GRU."""
+    return _demo_seq("attention")
+
+
+@register_model
+def demo_seq_cqt() -> ModelConfig:
+    """As ``demo-seq`` with nnAudio's constant-Q transform (16 bins per octave, 30 Hz to 6 kHz)
+    as the audio front end."""
+    return _demo_seq("gru", kind="cqt")
+
+
 def _online_text(backbone: str, arch: str, pooling: str) -> ModelConfig:
     cfg = _demo("mobilenetv3_large_100")
     cfg.text = TowerConfig(kind="hf_text", backbone=backbone, arch=arch, pooling=pooling, head="mlp")

@@ -258,13 +258,16 @@ class ModelAdapter:
             texts = batch.text[rows] if rows is not None else batch.text
             return self.embed_text(texts)
         x = getattr(batch, modality)
+        lengths = getattr(batch, "lengths", {}).get(modality) if model.takes_lengths(modality) else None
         if rows is not None:
             x = x[rows]
-        if modality in self._media_cache and isinstance(x, torch.Tensor) and self.tower_fixed(modality):
+            lengths = lengths[rows] if lengths is not None else None
+        if (modality in self._media_cache and isinstance(x, torch.Tensor) and self.tower_fixed(modality)
+                and not model.takes_lengths(modality)):
             z = model.heads[modality](self._cached_features(modality, x))
             return torch.nn.functional.normalize(z, dim=-1)
-        return model.embed(modality, x.to(self.device, non_blocking=True), normalize=True) if isinstance(
-            x, torch.Tensor) else model.embed(modality, x)
+        return model.embed(modality, x.to(self.device, non_blocking=True), normalize=True,
+                           lengths=lengths) if isinstance(x, torch.Tensor) else model.embed(modality, x)
 
     def embed_text(self, texts: list[str]):
         """Captions -> (B, D); through the feature cache when the text tower is frozen."""

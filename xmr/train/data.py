@@ -70,6 +70,9 @@ class Batch:
     text: list[str] = field(default_factory=list)
     present: dict[str, Any] = field(default_factory=dict)  # modality -> torch.bool (B,)
     spans: list[tuple[int, int] | None] = field(default_factory=list)  # bars (first, last) or None
+    # modality -> torch.long (B,): valid audio samples (the rest of the row is zero padding) and
+    # image content columns (centred, as resize="pad" places them); read by sequence towers
+    lengths: dict[str, Any] = field(default_factory=dict)
 
 
 def _generator(seed: int, step: int, index: int, salt: str = ""):
@@ -134,7 +137,8 @@ class ItemStore:
     """
 
     def __init__(self, frame, *, audio: np.ndarray | None, audio_offsets: np.ndarray | None,
-                 images: np.ndarray | None, sample_rate: int, strips: dict[str, Any] | None = None):
+                 images: np.ndarray | None, sample_rate: int, strips: dict[str, Any] | None = None,
+                 image_widths: np.ndarray | None = None):
         self.frame = frame.reset_index(drop=True)
         self.ids = [str(x) for x in self.frame["id"]]
         self.captions = [_caption_list(c) for c in self.frame["caption"]] if "caption" in frame else [
@@ -153,6 +157,9 @@ class ItemStore:
         }
         self.bars = _bar_alignments(self.frame)
         self.strips = strips  # images at the model's height for span cuts (see _cached_strips)
+        # content columns of each cached image (resize="pad" centres a narrower image on white)
+        self.image_widths = (np.asarray(image_widths, np.int64) if image_widths is not None
+                             else np.full(n, images.shape[3] if images is not None else 1, np.int64))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -199,12 +206,14 @@ class ItemStore:
         if "image" in modalities:
             images, has_image = _cached_images(frame, manifest, folder, image_size, image_mode,
                                                image_resize, progress)
-        strips = None
+        strips = widths = None
+        if "image" in modalities:
+            widths = _cached_image_widths(frame, manifest, folder, image_size, image_resize)
         if bar_spans and "image" in modalities:
             strips = _cached_strips(frame, manifest, folder, image_size, image_mode, image_resize, progress)
         frame = frame.assign(_has_image=has_image)
         return cls(frame, audio=audio, audio_offsets=offsets, images=images, sample_rate=sample_rate,
-                   strips=strips)
+                   strips=strips, image_widths=widths)
 
     # ---------------------------------------------------------------- access
     def waveform(self, index: int) -> np.ndarray:
@@ -284,7 +293,7 @@ class ItemStore:
 
     def span_image(self, index: int, first: int, last: int):
         """:meth:`span_strip` fitted into the model's image size (its resize policy), as
-        ``image`` gives it: (C, H, W) float32 in [0, 1]."""
+        ``image`` gives it: (C, H, W) float32 in [0, 1] (its content width: :meth:`span_width`)."""
         import torch
         from PIL import Image
 
@@ -296,6 +305,18 @@ class ItemStore:
         arr = np.asarray(resize_image(img, size=size, policy=self.strips["resize"]), dtype=np.float32)
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         return torch.from_numpy(np.ascontiguousarray(arr) / 255.0)
+
+    def span_width(self, index: int, first: int, last: int) -> int:
+        """Content columns of :meth:`span_image` (the strip's width fitted into the image size)."""
+        from xmr.models.sequence import fitted_width
+
+        strip = self.span_strip(index, first, last)
+        size = tuple(int(v) for v in self.images.shape[2:])
+        return fitted_width(strip.shape[2], strip.shape[1], size, self.strips["resize"])
+
+    def audio_length(self, index: int) -> int:
+        """Samples in item ``index``'s decoded waveform."""
+        return int(self.audio_offsets[index + 1] - self.audio_offsets[index])
 
     def batch(self, indices: list[int], *, spec: BatchSpec, seed: int = 0, step: int = 0) -> Batch:
         """Make the tensors of one batch (augmented per ``spec``)."""
@@ -309,29 +330,40 @@ class ItemStore:
         out.spans = spans
         aug = spec.augment if spec.augment is not None and spec.augment.audio_cfg is not None else None
         if "audio" in spec.modalities:
-            crops = []
+            crops, lengths = [], []
             for i, g, span in zip(indices, gens, spans, strict=True):
                 if not self.has["audio"][i]:
                     crops.append(np.zeros(spec.audio_samples, np.float32))
+                    lengths.append(spec.audio_samples)
                 elif span is not None:
                     wave = self.span_audio(i, *span)[:spec.audio_samples]
                     if aug is not None:  # after the cut: a time-stretched span stays whole
                         wave = aug.audio(wave, self.sample_rate, gen=_generator(seed, step, i, "augment"),
                                          max_samples=spec.audio_samples, fit="keep")
+                    lengths.append(max(min(len(wave), spec.audio_samples), 1))
                     crops.append(np.pad(wave, (0, spec.audio_samples - len(wave))))
                 else:
                     n = spec.audio_samples if aug is None else aug.source_samples(spec.audio_samples)
                     wave = self.crop(i, n, gen=g if spec.random_crop else None)
+                    valid = min(self.audio_length(i), spec.audio_samples)  # crop() zero-pads short audio
                     if aug is not None:
                         wave = aug.audio(wave, self.sample_rate, gen=_generator(seed, step, i, "augment"),
                                          max_samples=spec.audio_samples, fit="trim")
+                        valid = min(len(wave), spec.audio_samples)
                         wave = np.pad(wave, (0, spec.audio_samples - len(wave)))
+                    lengths.append(max(valid, 1))
                     crops.append(wave)
             out.audio = torch.from_numpy(np.stack(crops))
+            out.lengths["audio"] = torch.tensor(lengths, dtype=torch.long)
             out.present["audio"] = torch.from_numpy(self.has["audio"][indices].copy())
         if "image" in spec.modalities:
-            images = torch.stack([self.span_image(i, *span) if span is not None and self.has["image"][i]
-                                  else self.image(i) for i, span in zip(indices, spans, strict=True)])
+            cut = [span is not None and bool(self.has["image"][i])
+                   for i, span in zip(indices, spans, strict=True)]
+            images = torch.stack([self.span_image(i, *span) if c else self.image(i)
+                                  for i, span, c in zip(indices, spans, cut, strict=True)])
+            out.lengths["image"] = torch.tensor(
+                [self.span_width(i, *span) if c else int(self.image_widths[i])
+                 for i, span, c in zip(indices, spans, cut, strict=True)], dtype=torch.long)
             if spec.affine:
                 params = [affine_params(g, degrees=spec.affine_degrees, translate=spec.affine_translate,
                                         scale=tuple(spec.affine_scale)) for g in gens]
@@ -446,6 +478,28 @@ def _cached_images(frame, manifest: Path, folder: Path, size, mode: str, resize:
     _save_atomic(img_path, out)
     _save_atomic(has_path, has)
     return np.load(img_path, mmap_mode="r"), has
+
+
+def _cached_image_widths(frame, manifest: Path, folder: Path, size, resize: str) -> np.ndarray:
+    """Content columns of each cached image (:func:`xmr.models.sequence.fitted_width` of the
+    file's own size; only the header is read), cached beside the images; the full width for rows
+    without an image."""
+    path = folder / "images_widths.npy"
+    if path.exists():
+        return np.load(path)
+    from PIL import Image
+
+    from xmr.models.sequence import fitted_width
+
+    folder.mkdir(parents=True, exist_ok=True)
+    widths = np.full(len(frame), int(size[1]), np.int64)
+    for k, (_, row) in enumerate(frame.iterrows()):
+        path_k = _media_file(row, "image", manifest)
+        if path_k is not None:
+            with Image.open(path_k) as img:
+                widths[k] = fitted_width(img.width, img.height, size, resize)
+    _save_atomic(path, widths)
+    return widths
 
 
 def _cached_strips(frame, manifest: Path, folder: Path, size, mode: str, resize: str,

@@ -40,9 +40,12 @@ def embed_audio_items(adapter, items, indices: list[int], *, batch_size: int = 3
     def encode(crops: list[np.ndarray]) -> np.ndarray:
         out = []
         for start in range(0, len(crops), batch_size):
-            x = np.stack([np.pad(c, (0, win - len(c))) for c in crops[start:start + batch_size]])  # (B, T)
+            chunk = crops[start:start + batch_size]
+            x = np.stack([np.pad(c, (0, win - len(c))) for c in chunk])  # (B, T)
+            lengths = torch.tensor([max(min(len(c), win), 1) for c in chunk])  # read by sequence towers
             with torch.no_grad():
-                emb = model.embed("audio", torch.from_numpy(x.astype(np.float32)).to(adapter.device))
+                emb = model.embed("audio", torch.from_numpy(x.astype(np.float32)).to(adapter.device),
+                                  lengths=lengths)
             out.append(emb.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, adapter.embed_dim), np.float32)
 
@@ -71,8 +74,12 @@ def embed_items(adapter, items, *, modalities=("audio", "image", "text"), captio
             if "image" in modalities:
                 chunks = []
                 for start in range(0, len(indices), batch_size):
-                    x = torch.stack([items.image(i) for i in indices[start:start + batch_size]])
-                    chunks.append(model.embed("image", x.to(adapter.device)).float().cpu().numpy())
+                    chunk = indices[start:start + batch_size]
+                    x = torch.stack([items.image(i) for i in chunk])
+                    widths = getattr(items, "image_widths", None)  # content columns, for sequence towers
+                    widths = torch.as_tensor(np.asarray(widths)[chunk]) if widths is not None else None
+                    emb = model.embed("image", x.to(adapter.device), lengths=widths)
+                    chunks.append(emb.float().cpu().numpy())
                 out["image"] = np.concatenate(chunks)
             if "text" in modalities:
                 texts = [caption_of(items, i, caption_index) for i in indices]
