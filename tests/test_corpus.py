@@ -150,11 +150,16 @@ def test_rebuild_gives_identical_manifest_and_media_and_resumes(tiny_corpus, tmp
         for col in ("audio", "image", "audio_unseen"):
             if not pd.isna(row[col]):
                 assert (tiny_corpus.parent / row[col]).read_bytes() == (again.parent / row[col]).read_bytes()
+    views = pd.read_parquet(tiny_corpus.parent / "views.parquet")
+    pd.testing.assert_frame_equal(views, pd.read_parquet(again.parent / "views.parquet"))
+    for rel in views["path"]:  # the views too: same draws, byte-identical files
+        assert (tiny_corpus.parent / rel).read_bytes() == (again.parent / rel).read_bytes(), rel
     # resume: everything is found on disk, nothing is rendered again, same manifest
     summary = build_corpus(out=again.parent, limit=12, workers=1, collections=TINY_COLLECTIONS,
                            progress=False)
     assert summary.rendered_files == 0 and summary.reused_files > 0
     pd.testing.assert_frame_equal(first, pd.read_parquet(again))
+    pd.testing.assert_frame_equal(views, pd.read_parquet(again.parent / "views.parquet"))
     # the manifest of finished pieces only (no rendering) is the same manifest
     (again.parent / "manifest.parquet").unlink()
     summary = build_corpus(out=again.parent, limit=12, collections=TINY_COLLECTIONS, progress=False,
@@ -301,12 +306,35 @@ def _only_noteheads_of_bar(svg: str, k: int) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def test_every_notehead_of_a_bar_lies_in_its_x_range(tiny_corpus):
-    """Rendered through resvg, the ink of bar k's note heads falls inside [bar_x0[k], bar_x1[k])."""
+def _heads_in_bar_boxes(svg: str, place, boxes: dict, ident: str) -> int:
+    """Assert that bar k's note heads, rasterised alone, lie in bar k's x-range and in (or near:
+    ledger lines) its rows, nearer to its own system's rows than to another's; returns the number
+    of bars with note heads."""
     import io
 
     import resvg_py
 
+    x0, x1, y0, y1 = (np.asarray(boxes[k]) for k in ("bar_x0", "bar_x1", "bar_y0", "bar_y1"))
+    seen = 0
+    for k in range(len(x0)):
+        raw = resvg_py.svg_to_bytes(svg_string=_only_noteheads_of_bar(svg, k), background="#ffffff")
+        ink = np.asarray(Image.open(io.BytesIO(bytes(raw))).convert("L")) < 160
+        if not ink.any():
+            continue  # a bar of rests
+        cols, rows = np.flatnonzero(ink.any(axis=0)), np.flatnonzero(ink.any(axis=1))
+        left, right = place.x(cols[0]), place.x(cols[-1] + 1)
+        top, bottom = place.y(rows[0]), place.y(rows[-1])
+        assert x0[k] <= math.floor(left) and math.ceil(right) <= x1[k], (ident, k, left, right)
+        assert y0[k] - 30 <= top and bottom <= y1[k] + 30, (ident, k, top, bottom)  # ledger lines
+        middle = (top + bottom) / 2
+        gaps = [max(b0 - middle, middle - b1, 0) for b0, b1 in zip(y0, y1, strict=True)]
+        assert gaps[k] == min(gaps), (ident, k, middle)  # its own system, not the other one
+        seen += 1
+    return seen
+
+
+def test_every_notehead_of_a_bar_lies_in_its_x_range(tiny_corpus):
+    """Rendered through resvg, the ink of bar k's note heads falls inside [bar_x0[k], bar_x1[k])."""
     from xmr.data.corpus import render
 
     df = pd.read_parquet(tiny_corpus)
@@ -324,16 +352,7 @@ def test_every_notehead_of_a_bar_lies_in_its_x_range(tiny_corpus):
         img, place = render.rasterize_placed(svg)
         assert (np.asarray(img) == png).all()  # the same engraving as the built PNG
         assert len(render.svg_bars(svg)) == n
-        for k in range(n):
-            raw = resvg_py.svg_to_bytes(svg_string=_only_noteheads_of_bar(svg, k), background="#ffffff")
-            ink = np.asarray(Image.open(io.BytesIO(bytes(raw))).convert("L")) < 160
-            if not ink.any():
-                continue  # a bar of rests
-            cols, rows = np.flatnonzero(ink.any(axis=0)), np.flatnonzero(ink.any(axis=1))
-            left, right = place.x(cols[0]), place.x(cols[-1] + 1)
-            assert x0[k] <= math.floor(left) and math.ceil(right) <= x1[k], (row["id"], k, left, right)
-            assert y0[k] - 30 <= place.y(rows[0]) and place.y(rows[-1]) <= y1[k] + 30  # ledger lines
-            heads_seen += 1
+        heads_seen += _heads_in_bar_boxes(svg, place, row, row["id"])
     assert heads_seen >= 3 * len(df)
 
 
@@ -428,3 +447,138 @@ def test_overflow_of_an_overfull_bar_belongs_to_that_bar():
     img, layout = render.engrave_image(excerpt)
     assert len(layout["bar_x0"]) == 7 and layout["bar_x1"][-1] > layout["bar_x0"][-1] + 50
     assert layout["bar_x1"][-1] >= img.width - 20  # the last bar reaches the end of the staff
+
+
+# ----------------------------------------------------------------------------- views
+
+
+def _views(tiny_corpus):
+    from xmr.data.manifest import read_views
+
+    return read_manifest_frame(tiny_corpus), read_views(tiny_corpus)
+
+
+def read_manifest_frame(path):
+    from xmr.data.manifest import read_manifest
+
+    return read_manifest(path).set_index("id", drop=False)
+
+
+def test_views_of_train_and_test_items(tiny_corpus):
+    """Train items: audio_sf + image_layout; test items: image_other (+ audio_unseen); val: none.
+    Draws come from the item id, never the unseen soundfont or the held-out font in training."""
+    from xmr.data.corpus import views as V
+    from xmr.data.corpus.render import DEFAULT_SOUNDFONT, UNSEEN_SOUNDFONT, Layout
+
+    df, views = _views(tiny_corpus)
+    assert list(views.columns) == list(V.VIEW_COLUMNS) and len(views) > 0
+    per_item = views.groupby("id")["view"].apply(lambda s: tuple(sorted(s))).to_dict()
+    for ident, row in df.iterrows():
+        expected = {"train": ("audio_sf", "image_layout"), "val": (), "test": ("audio_unseen", "image_other")}
+        assert per_item.get(ident, ()) == expected[row["split"]], ident
+    for _, v in views.iterrows():
+        assert Path(v["path"]).is_file() and Path(v["path"]).is_absolute()
+        assert v["path"].endswith(f"{v['view']}/{v['id']}.{'png' if v['modality'] == 'image' else 'flac'}")
+        title = df.loc[v["id"], "title"]  # the piece's title, as the build drew it
+        if v["view"] == "audio_sf":
+            assert v["soundfont"] == V.draw_soundfont(v["id"]) in V.TRAIN_SOUNDFONTS
+            assert v["soundfont"] not in (UNSEEN_SOUNDFONT, DEFAULT_SOUNDFONT)
+        elif v["view"] == "image_layout":
+            layout = V.draw_layout(v["id"], title)
+            assert layout != Layout() and v["font"] == layout.font != V.HELD_OUT_FONT
+            assert (v["spacing_linear"], v["spacing_non_linear"], v["scale"]) == (
+                layout.spacing_linear, layout.spacing_non_linear, layout.scale)
+            assert (None if pd.isna(v["title"]) else v["title"]) == layout.title
+            assert v["systems"] == layout.systems or layout.systems == 2  # an unbreakable excerpt keeps 1
+        elif v["view"] == "image_other":
+            assert v["font"] == V.HELD_OUT_FONT and v["systems"] == 2 and v["title"] == title
+    images = views[views["modality"] == "image"]
+    assert (images["systems"] == 2).any() and (images["systems"] == 1).any()
+    assert images["title"].notna().any()
+    # determinism and coverage of the draws over many ids; the held-out choices never drawn
+    ids = [f"x-{i}" for i in range(400)]
+    assert [V.draw_soundfont(i) for i in ids] == [V.draw_soundfont(i) for i in ids]
+    assert {V.draw_soundfont(i) for i in ids} == set(V.TRAIN_SOUNDFONTS)
+    layouts = [V.draw_layout(i, "T") for i in ids]
+    assert layouts == [V.draw_layout(i, "T") for i in ids]
+    assert {lay.font for lay in layouts} == set(V.TRAIN_FONTS)
+    assert {lay.systems for lay in layouts} == {1, 2} and {lay.title for lay in layouts} == {None, "T"}
+    assert not ({UNSEEN_SOUNDFONT, DEFAULT_SOUNDFONT} & set(V.TRAIN_SOUNDFONTS))
+
+
+def _onset_strength(wave: np.ndarray) -> np.ndarray:
+    frame = SAMPLE_RATE // 50
+    n = len(wave) // frame * frame
+    level = np.log(np.sqrt((wave[:n].reshape(-1, frame) ** 2).mean(axis=1)) + 1e-4)
+    return np.maximum(np.diff(level), 0)
+
+
+def _log_spectrum(wave: np.ndarray) -> np.ndarray:
+    n = len(wave) // 1024 * 1024
+    spec = np.abs(np.fft.rfft(wave[:n].reshape(-1, 1024) * np.hanning(1024), axis=1))
+    return np.log(spec.mean(axis=0) + 1e-6)
+
+
+def test_soundfont_view_has_another_timbre_and_the_same_bars(tiny_corpus):
+    from xmr.data.manifest import bar_alignment, draw_view, group_views, view_alignment
+
+    df, views = _views(tiny_corpus)
+    audio = views[views["view"] == "audio_sf"]
+    assert len(audio) == int((df["split"] == "train").sum())
+    distances, aligned = [], 0
+    for _, v in audio.iterrows():
+        row = df.loc[v["id"]]
+        main, sr = sf.read(row["audio"], dtype="float32")
+        other, sr2 = sf.read(v["path"], dtype="float32")
+        assert sr == sr2 == SAMPLE_RATE and len(other) == len(main)
+        assert np.sqrt(np.mean(other**2)) > 0.02 and not np.allclose(other, main, atol=1e-3)
+        distances.append(float(np.abs(_log_spectrum(main) - _log_spectrum(other)).mean()))
+        # the same MIDI: the music starts together, and the note onsets line up at lag 0
+        start = [np.flatnonzero(np.abs(w) > 0.02)[0] / SAMPLE_RATE for w in (main, other)]
+        assert abs(start[0] - start[1]) < 0.03, (v["id"], start)
+        a, b = _onset_strength(main), _onset_strength(other)
+        lags = list(range(-10, 11))
+        aligned += lags[int(np.argmax([np.dot(np.roll(a, lag), b) for lag in lags]))] == 0
+        bars = view_alignment(row, v.to_dict())
+        np.testing.assert_array_equal(bars["bar_onsets"], bar_alignment(row)["bar_onsets"])
+    assert min(distances) > 0.1 and np.mean(distances) > 0.4, distances  # another timbre
+    assert aligned >= 0.75 * len(audio)
+    # draw_view: u picks among the main file and the item's views of that modality
+    grouped = group_views(views)
+    row = df.loc[audio.iloc[0]["id"]]
+    assert draw_view(row, grouped, "audio", 0.0)["view"] == "main"
+    assert draw_view(row, grouped, "audio", 0.0)["path"] == row["audio"]
+    pick = draw_view(row, grouped, "image", 0.99)
+    assert pick["view"] == "image_layout" and Path(pick["path"]).is_file()
+    layout_view = views[(views["id"] == row["id"]) & (views["view"] == "image_layout")].iloc[0]
+    assert pick["bars"]["bar_x0"].tolist() == list(layout_view["bar_x0"])
+    test_row = df[df["split"] == "test"].iloc[0]
+    assert draw_view(test_row, grouped, "image", 0.99)["view"] == "main"  # test views are not for training
+
+
+def test_view_images_note_heads_lie_in_their_bar_boxes(tiny_corpus):
+    """Each image view equals its re-engraving, and bar k's note heads lie in its x/y box
+    (two systems included)."""
+    from xmr.data.corpus import render
+
+    df, views = _views(tiny_corpus)
+    images = views[views["modality"] == "image"]
+    heads = 0
+    for _, v in images.iterrows():
+        row = df.loc[v["id"]]
+        n = int(row["n_measures"])
+        boxes = {k: np.asarray(v[k]) for k in ("bar_x0", "bar_x1", "bar_y0", "bar_y1")}
+        assert all(len(b) == n for b in boxes.values())
+        png = np.asarray(Image.open(v["path"]))
+        assert png.ndim == 2 and png.shape[0] in range(IMAGE_HEIGHT, 2 * IMAGE_HEIGHT + 1)
+        assert (boxes["bar_x1"] > boxes["bar_x0"]).all() and boxes["bar_x1"].max() <= png.shape[1]
+        assert (boxes["bar_y1"] > boxes["bar_y0"]).all() and boxes["bar_y1"].max() <= png.shape[0]
+        assert len(set(boxes["bar_y0"].tolist())) == v["systems"]  # one row band per system
+        layout = render.Layout(font=v["font"], spacing_linear=v["spacing_linear"],
+                               spacing_non_linear=v["spacing_non_linear"], scale=int(v["scale"]),
+                               title=None if pd.isna(v["title"]) else v["title"], systems=int(v["systems"]))
+        img, bars, svg, place, systems = render.engrave_view(_corpus_excerpt(row), layout)
+        assert systems == v["systems"] and (np.asarray(img) == png).all()
+        assert {k: list(b) for k, b in bars.items()} == {k: b.tolist() for k, b in boxes.items()}
+        heads += _heads_in_bar_boxes(svg, place, boxes, v["id"])
+    assert heads >= 2 * len(images)
