@@ -4,9 +4,10 @@ Honours ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``; the demo's files come f
 ``XMR_INDEX``, ``XMR_MANIFEST`` and ``XMR_LABELS_DB`` (defaults: the bundled demo).
 """
 
-from xmr.app import build_app, launch_options
+from xmr.app import build_app, launch_options, stop_on_sigterm
 
 demo = build_app()
 
 if __name__ == "__main__":
+    stop_on_sigterm()
     demo.launch(**launch_options(demo))

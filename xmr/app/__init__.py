@@ -84,6 +84,20 @@ def build_app(service: RetrievalService | None = None):
     return demo
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM stop the app as Ctrl-C does: Gradio closes its server, and at exit the label
+    store checkpoints its WAL into ``labels.sqlite`` (Python's default ends the process at once)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _auth_from_env() -> list[tuple[str, str]] | None:
     """``XMR_APP_AUTH="ada:secret,bob:pw"`` → Gradio's ``auth`` list (the user name is the annotator)."""
     raw = os.environ.get("XMR_APP_AUTH", "").strip()

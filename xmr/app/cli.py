@@ -26,8 +26,9 @@ def _serve(args: argparse.Namespace) -> int:
                         ("XMR_MANIFEST", args.manifest), ("XMR_LABELS_DB", args.labels_db)):
         if value is not None:
             os.environ[name] = str(value)
-    from xmr.app import build_app, launch_options
+    from xmr.app import build_app, launch_options, stop_on_sigterm
 
     demo = build_app()
+    stop_on_sigterm()
     demo.launch(**launch_options(demo))
     return 0

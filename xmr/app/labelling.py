@@ -4,6 +4,12 @@ Tasks are plain dicts (``query_id``, ``qid``, ``query_modality``, ``query_text``
 ``item_id``, ``item_modality``, ``best_rank``, ``caption``, ``pool``) so that the page can keep the
 current one in its per-visitor state. Grades go to the service's label store at once.
 
+A result given to an annotator is reserved for them (:meth:`LabelStore.reserve_next`): annotators
+working at once get different results, and asking again after a page reload gives back the pending
+one. The media of an annotator's next few results are rendered ahead, in one background thread,
+so that they are on disk when the result is shown; :meth:`Labelling.prepare` pools the demo queries
+and renders the first results of every query at start-up.
+
 Example::
 
     labelling = Labelling(service)
@@ -14,8 +20,10 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from xmr import MODALITIES
@@ -27,6 +35,13 @@ if TYPE_CHECKING:
     from xmr.labels.schema import Query
 
 __all__ = ["Labelling"]
+
+log = logging.getLogger(__name__)
+
+# Results of an annotator whose media are rendered ahead, after the one on screen.
+RENDER_AHEAD = 3
+# Renders waiting at most (more are dropped: they are rendered when shown).
+RENDER_BACKLOG = 256
 
 
 class Labelling:
@@ -40,6 +55,45 @@ class Labelling:
     def __init__(self, service: RetrievalService):
         self.service = service
         self._lock = threading.Lock()
+        self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xmr-render-ahead")
+        self._queued: set[tuple[str, str]] = set()  # (item, modality) waiting or rendering
+        self._queued_lock = threading.Lock()
+
+    def render_ahead(self, items: Iterable[Any]) -> int:
+        """Render the audio and image of these pool items (``item_id`` attributes) in the background,
+        once each; returns how many renders were queued."""
+        todo = []
+        with self._queued_lock:
+            for item in items:
+                for modality in ("audio", "image"):
+                    key = (str(item.item_id), modality)
+                    if (key not in self._queued and len(self._queued) < RENDER_BACKLOG
+                            and self.service.media_if_ready(*key) is None):
+                        self._queued.add(key)
+                        todo.append(key)
+        for key in todo:
+            self._ahead.submit(self._render, key)
+        return len(todo)
+
+    def _render(self, key: tuple[str, str]) -> None:
+        try:
+            self.service.media(*key)
+        except Exception as err:  # shown empty later; never fatal in the background
+            log.info("cannot render the %s of %s ahead: %s", key[1], key[0], err)
+        finally:
+            with self._queued_lock:
+                self._queued.discard(key)
+
+    def prepare(self) -> None:
+        """Pool the demo queries and render the first results of every query (run in the background at
+        start-up, so that the first annotators find their results ready)."""
+        try:
+            pool = self.ensure_demo_pool()
+            per_query = RENDER_AHEAD * max(1, int(getattr(self.service.config, "label_overlap", 1)))
+            firsts = [item for p in self._store().open_items(pool=pool) for item in p[:per_query]]
+            self.render_ahead(firsts)
+        except Exception as err:  # labelling still works; the first visitor pools instead
+            log.warning("cannot prepare the demo labelling pool: %s", err)
 
     @property
     def available(self) -> bool:
@@ -97,8 +151,8 @@ class Labelling:
             if not run:
                 raise XmrError("the collection has no captioned test items to make labelling queries from")
             try:
-                store.add_pool(name, runs={self._run_name(): run}, depth=depth,
-                               eval_set="demo")
+                store.add_pool(name, runs={self._run_name(): run}, depth=depth, eval_set="demo",
+                               overlap=int(getattr(service.config, "label_overlap", 1)))
             except XmrError:
                 if not any(p.get("name") == name for p in store.list_pools()):
                     raise
@@ -143,15 +197,17 @@ class Labelling:
                 "pool": pool}
 
     def next_task(self, annotator: str, *, query: int | str | None = None) -> dict[str, Any] | None:
-        """The next result for this annotator to grade (from every pool, or from one query's), or
-        ``None`` when there is nothing left; the demo pool is created on first use."""
+        """The next result for this annotator to grade (from every pool, or from one query's), reserved
+        for them (the pending one again if they have one), or ``None`` when there is nothing left;
+        the demo pool is created on first use, and the next few results are rendered ahead."""
         store = self._store()
         store.add_annotator(annotator)  # so that progress counts what is left for a newcomer
         if query is None:
             self.ensure_demo_pool()
-        items = store.next_items(annotator, 1, query=query)
+        items = store.reserve_next(annotator, 1, query=query)
         if not items:
             return None
+        self.render_ahead(store.next_items(annotator, 1 + RENDER_AHEAD, query=query)[1:])
         it = items[0]
         return self._task(query_id=it.query_id, item_id=it.item_id, item_modality=it.item_modality,
                           best_rank=it.best_rank, pool=it.pool)

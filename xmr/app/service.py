@@ -22,6 +22,7 @@ import base64
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ import numpy as np
 from xmr import MODALITIES
 from xmr.data.files import media_file
 from xmr.errors import InputError, MissingAssetError
+from xmr.index.bars import BarLocator, BarMatch, draw_bars
 from xmr.index.query import EncodedQuery, QueryLimits, encode_query
 from xmr.index.store import Hit
 
@@ -44,6 +46,12 @@ if TYPE_CHECKING:
 
 __all__ = ["EncodedQuery", "Hit", "RetrievalService", "ServiceConfig", "file_payload_path", "safe_name"]
 
+# Rendered media files remembered by path (least recently used dropped first; a dropped one is
+# found again on disk by the cache it was rendered into).
+MEDIA_PATHS = 4096
+# What an audio query is scored against to find a result's best bars: the result's score image cut
+# at its bars (see xmr.index.bars), the picture the highlight is drawn on.
+BARS_VIA = "image"
 # Metadata shown under a result, when present.
 DETAIL_COLUMNS = ("collection", "composer", "title", "genre", "key", "meter", "tempo_term", "instrument",
                   "duration")
@@ -64,6 +72,8 @@ class ServiceConfig:
         max_text_chars: text queries are cut to this many characters (the caller is told).
         max_k: the largest number of results a visitor may ask for.
         compare_checkpoint: an optional second checkpoint for the Evaluate tab.
+        label_overlap: grades asked per result of the demo labelling pool.
+        label_lease_s: how long a result shown to an annotator stays reserved for them.
     """
 
     checkpoint: Path
@@ -76,12 +86,15 @@ class ServiceConfig:
     max_text_chars: int = 1000
     max_k: int = 50
     compare_checkpoint: Path | None = None
+    label_overlap: int = 1
+    label_lease_s: float = 300.0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ServiceConfig:
         """Paths from ``xmr.paths`` (``XMR_CHECKPOINT``, ``XMR_INDEX``, ``XMR_MANIFEST``, ``XMR_LABELS_DB``,
-        ``XMR_CACHE_DIR``), limits from ``XMR_MAX_AUDIO_SECONDS`` and ``XMR_MAX_K``, and the optional
-        ``XMR_COMPARE_CHECKPOINT``; keyword overrides win.
+        ``XMR_CACHE_DIR``), limits from ``XMR_MAX_AUDIO_SECONDS`` and ``XMR_MAX_K``, the optional
+        ``XMR_COMPARE_CHECKPOINT``, and labelling from ``XMR_LABELS_OVERLAP`` and ``XMR_LABELS_LEASE_S``;
+        keyword overrides win.
         """
         from xmr import paths
 
@@ -95,6 +108,8 @@ class ServiceConfig:
             "max_audio_seconds": float(os.environ.get("XMR_MAX_AUDIO_SECONDS", cls.max_audio_seconds)),
             "max_k": int(os.environ.get("XMR_MAX_K", cls.max_k)),
             "compare_checkpoint": Path(compare).expanduser() if compare else None,
+            "label_overlap": int(os.environ.get("XMR_LABELS_OVERLAP", cls.label_overlap)),
+            "label_lease_s": float(os.environ.get("XMR_LABELS_LEASE_S", cls.label_lease_s)),
         }
         values.update(overrides)
         return cls(**values)
@@ -145,8 +160,12 @@ class RetrievalService:
         self.labels = labels
         self._rows = {str(i): n for n, i in enumerate(self.manifest["id"].astype(str))}
         self._lock = threading.Lock()
+        # (item, modality) -> its file, most recently used last, at most MEDIA_PATHS entries; a render
+        # lock lives only while its render runs: neither grows with the queries served
         self._media_locks: dict[tuple[str, str], threading.Lock] = {}
-        self._media_cache: dict[tuple[str, str], Path] = {}
+        self._media_cache: OrderedDict[tuple[str, str], Path] = OrderedDict()
+        # span vectors of the results' bars (xmr.index.bars), kept per item
+        self.bars = BarLocator(model, via=BARS_VIA if BARS_VIA in model.modalities else "image")
         self.load_seconds: float | None = None
 
     # ------------------------------------------------------------------ construction
@@ -176,7 +195,7 @@ class RetrievalService:
         from xmr.labels.hub import from_env
 
         # The Hub sync (XMR_LABELS_HUB_REPO) is read here, at the edge, and handed to the store.
-        labels = LabelStore(config.labels_db, sync=from_env())
+        labels = LabelStore(config.labels_db, sync=from_env(), lease_s=config.label_lease_s)
         service = cls(model=model, index=index, manifest=manifest, config=config, labels=labels)
         service.load_seconds = time.perf_counter() - start
         return service
@@ -250,25 +269,40 @@ class RetrievalService:
         if modality not in ("audio", "image"):
             raise InputError(f"items have audio and image files, not {modality!r}")
         key = (str(item_id), modality)
-        cached = self._media_cache.get(key)
-        if cached is not None and cached.exists():
+        cached = self._cached_media(key)
+        if cached is not None:
             return cached
         row = self.row(item_id)
         with self._lock:
             lock = self._media_locks.setdefault(key, threading.Lock())
-        with lock:  # two visitors asking for the same clip render it once
+        try:
+            with lock:  # two visitors asking for the same clip render it once
+                cached = self._cached_media(key)
+                if cached is not None:
+                    return cached
+                path = media_file(row, modality, manifest_dir=Path(self.config.manifest).parent,
+                                  cache_dir=Path(self.config.cache_dir))
+                with self._lock:
+                    self._media_cache[key] = path
+                    while len(self._media_cache) > MEDIA_PATHS:
+                        self._media_cache.popitem(last=False)
+                return path
+        finally:
+            with self._lock:
+                if self._media_locks.get(key) is lock and not lock.locked():
+                    del self._media_locks[key]
+
+    def _cached_media(self, key: tuple[str, str]) -> Path | None:
+        with self._lock:
             cached = self._media_cache.get(key)
-            if cached is not None and cached.exists():
-                return cached
-            path = media_file(row, modality, manifest_dir=Path(self.config.manifest).parent,
-                              cache_dir=Path(self.config.cache_dir))
-            self._media_cache[key] = path
-            return path
+            if cached is not None:
+                self._media_cache.move_to_end(key)
+        return cached if cached is not None and cached.exists() else None
 
     def media_if_ready(self, item_id: str, modality: str) -> Path | None:
         """The item's file when it is on disk already (shipped, or rendered before), without rendering."""
-        cached = self._media_cache.get((str(item_id), modality))
-        if cached is not None and cached.exists():
+        cached = self._cached_media((str(item_id), modality))
+        if cached is not None:
             return cached
         value = self.row(item_id).get(modality) if self.has_item(item_id) else None
         if isinstance(value, str) and value and Path(value).is_file():
@@ -333,11 +367,14 @@ class RetrievalService:
         value = getattr(self.index, "version", None)
         return None if value is None else str(value() if callable(value) else value)
 
-    def search(self, query: EncodedQuery, *, targets: Sequence[str] = MODALITIES, k: int = 10) -> list[Hit]:
+    def search(self, query: EncodedQuery, *, targets: Sequence[str] = MODALITIES, k: int = 10,
+               bars: bool = False) -> list[Hit]:
         """The ``k`` best items over the chosen target modalities, best first.
 
         Results from several target indexes are merged by score; an item found in several of them
-        is listed once, at its best score (ties: modality order audio, image, text; then id).
+        is listed once, at its best score (ties: modality order audio, image, text; then id). With
+        ``bars``, each hit of an audio query gets the bars of its score that match best
+        (:meth:`locate_bars`; the app asks for them in a step of their own, after the cards).
 
         Raises:
             InputError: no target modality, an unknown one, or ``k`` out of range.
@@ -358,18 +395,62 @@ class RetrievalService:
             starts = self._query_window_offsets(query, [h.item_id for h in hits], targets)
             for h in hits:
                 h.query_start = starts.get(h.item_id)
+        if bars:
+            found = self.locate_bars(query, [h.item_id for h in hits])
+            for h in hits:
+                h.bars = found.get(h.item_id)
         return hits
+
+    def locate_bars(self, query: EncodedQuery, item_ids: Sequence[str]) -> dict[str, BarMatch]:
+        """For an audio query, the bars of each item's score that match it best
+        (:class:`xmr.index.bars.BarLocator`: the score cut into spans of bars as long as the clip,
+        each scored against the clip, or every window of a long one). Items without a bar alignment
+        or an image are left out, as is every item for a query without exactly one audio input.
+        """
+        import logging
+
+        bar_query = query.bar_query()
+        out: dict[str, BarMatch] = {}
+        if bar_query is None:
+            return out
+        for item_id in dict.fromkeys(str(i) for i in item_ids):
+            if not self.has_item(item_id):
+                continue
+            row = self.row(item_id)
+            try:
+                match = self.bars.locate(bar_query, row, lambda i=item_id: self.media(i, self.bars.via))
+            except Exception as err:  # a card without its highlight is better than no card
+                logging.getLogger(__name__).warning("cannot match the bars of %s: %s", item_id, err)
+                continue
+            if match is not None:
+                out[item_id] = match
+        return out
+
+    def highlighted_image(self, item_id: str, bars: BarMatch | Mapping[str, Any]) -> Path:
+        """The item's score image with ``bars`` highlighted (drawn once into the cache)."""
+        match = bars if isinstance(bars, BarMatch) else BarMatch.from_dict(bars)
+        src = self.media(item_id, "image")
+        boxes = "_".join(f"{x0}-{y0}-{x1}-{y1}" for x0, y0, x1, y1 in match.boxes)
+        import hashlib
+
+        tag = hashlib.sha1(f"{src.resolve()}|{boxes}".encode()).hexdigest()[:16]
+        out = Path(self.config.cache_dir) / "highlight" / f"{safe_name(item_id)}-{tag}.png"
+        if not out.exists():
+            draw_bars(src, match.boxes, out)
+        return out
 
     def hit_dict(self, hit: Hit) -> dict[str, Any]:
         """A result as the app shows it and its API returns it: ``rank``, ``item_id``, ``modality``,
         ``score``, ``caption`` (the item's first), ``captions``, ``details``, ``track_offset`` (where
-        in the track it matches, seconds) and ``query_offset`` (where in a long audio query)."""
+        in the track it matches, seconds), ``query_offset`` (where in a long audio query) and
+        ``bars`` (the best-matching bars, :meth:`xmr.index.bars.BarMatch.to_dict`, or ``None``)."""
         known = self.has_item(hit.item_id)
         caps = self.captions(hit.item_id) if known else []
         return {"rank": hit.rank, "item_id": hit.item_id, "modality": hit.modality, "score": float(hit.score),
                 "caption": caps[0] if caps else "", "captions": caps,
                 "details": self.details(hit.item_id) if known else {}, "track_offset": hit.start,
-                "query_offset": hit.query_start}
+                "query_offset": hit.query_start,
+                "bars": None if hit.bars is None else hit.bars.to_dict()}
 
     def _query_window_offsets(self, query: EncodedQuery, item_ids: list[str], targets: Sequence[str]
                               ) -> dict[str, float]:

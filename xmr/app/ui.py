@@ -10,6 +10,7 @@ current task) lives in ``gr.State``; the service and the workflows are shared. E
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from xmr.app.service import RetrievalService
@@ -41,6 +42,8 @@ def build_blocks(service: RetrievalService) -> gr.Blocks:
     from xmr.app.tabs.search import SearchTab
 
     labelling = Labelling(service)
+    if labelling.available:  # the demo pool and its first results' media, ready before annotators come
+        threading.Thread(target=labelling.prepare, name="xmr-label-prepare", daemon=True).start()
     media = MediaFetcher(service)
     with gr.Blocks(title="xmr — cross-modal music retrieval", analytics_enabled=False) as demo:
         query_state = gr.State(None)  # this visitor's current query and results

@@ -590,6 +590,12 @@ class LabelStore(Database):
 
         return self._read(run)
 
+    def open_items(self, *, pool: str | None = None) -> list[list[PoolItem]]:
+        """Per (pool, query), the results still open to an annotator who has not started, in judging
+        order (what the next annotators will be given first: to render ahead, for instance)."""
+        pools = self._read(lambda conn: pooling.query_pools(conn, pool))
+        return [p.open_for("") for p in pools]  # "" is nobody: annotator names are never empty
+
     def pool_items(self, *, query: int | str, pool: str | None = None) -> list[PoolItem]:
         """All pooled results of one query (graded or not), in judging order, for a results view.
 

@@ -33,7 +33,9 @@ def gr_errors(fn: Callable) -> Callable:
         except XmrError as err:
             raise gr.Error(str(err), print_exception=False) from None
         except Exception as err:  # keep serving; say what failed without a traceback page
-            raise gr.Error(f"something went wrong: {type(err).__name__}: {str(err)[:200]}") from err
+            # one line, the whole reason (a cut message hides the cause)
+            raise gr.Error(f"something went wrong: {type(err).__name__}: {' '.join(str(err).split())}") \
+                from err
 
     return wrapper
 

@@ -14,7 +14,12 @@ from xmr.app.tabs.common import MediaFetcher, gr_errors
 from xmr.app.tabs.format import progress_markdown
 from xmr.errors import InputError
 
-__all__ = ["GRADES", "SHORTCUTS_JS", "LabelTab"]
+__all__ = ["GRADES", "LABEL_CONCURRENCY", "SHORTCUTS_JS", "LabelTab"]
+
+# Label events running at once, shared by Next, the grades and Undo: each is a short SQLite
+# transaction plus files already rendered ahead, so a team of annotators is served side by side
+# (the app's default of 2 per event is for the CPU-bound searches).
+LABEL_CONCURRENCY = 16
 
 GRADES = {0: "0 · not relevant", 1: "1 · somewhat", 2: "2 · relevant", 3: "3 · highly relevant"}
 
@@ -102,14 +107,15 @@ class LabelTab:
         # what task_outputs fills, in its order
         task_view = [self.task_state, self.query_md, self.query_img, self.query_aud, self.item_img,
                      self.item_aud, self.item_md, self.progress_md]
+        slots = {"concurrency_limit": LABEL_CONCURRENCY, "concurrency_id": "label"}
         self.next_btn.click(self.label_next, [self.name_in, self.source, self.query_state],
-                            [self.annotator_state] + task_view, api_name="label_next")
+                            [self.annotator_state] + task_view, api_name="label_next", **slots)
         for g, b in enumerate(self.grade_btns):
             b.click(functools.partial(self.label_grade, g),
                     [self.annotator_state, self.task_state, self.source, self.query_state], task_view,
-                    api_name=f"grade_{g}")
+                    api_name=f"grade_{g}", **slots)
         self.undo_btn.click(self.label_undo, [self.annotator_state, self.task_state], task_view,
-                            api_name="label_undo")
+                            api_name="label_undo", **slots)
 
     # ------------------------------------------------------------------ callbacks
 

@@ -66,9 +66,11 @@ class SearchTab:
                 self.w_audio = gr.Slider(-1, 2, value=1.0, step=0.1, label="weight of the clip",
                                          elem_id="w-audio")
             with gr.Column(min_width=240):
+                # image_mode=None: the upload reaches the decoder as it was sent (its name, its
+                # frames), not re-encoded by Gradio into a one-frame WebP
                 self.image_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath",
                                          label="Image (score snippet, cover, photo)", elem_id="q-image",
-                                         height=200)
+                                         height=200, image_mode=None)
                 self.w_image = gr.Slider(-1, 2, value=1.0, step=0.1, label="weight of the image",
                                          elem_id="w-image")
             with gr.Column(min_width=240):
