@@ -191,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         default="shared",
         help="rendered media: the usual cache (shared) or an empty one (fresh: all cold)",
     )
+    parser.add_argument(
+        "--settle", type=float, default=30.0,
+        help="seconds between the pool being ready and the annotators arriving (start-up renders)",
+    )
     parser.add_argument("--max-seconds", type=float, default=900.0, help="stop every burst after this long")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
@@ -215,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     app = App(env, log)
     report["ready_s"] = round(app.ready_s, 1)
     report["pool_ready_s"] = round(wait_for_pool(db, 240.0), 1)
+    time.sleep(args.settle)
+    report["settle_s"] = args.settle
     report["rss_start_mib"] = round(app.rss_mib())
     run = Run(app.url, names, think=args.think, deadline=time.perf_counter() + args.max_seconds)
     t0 = time.perf_counter()
