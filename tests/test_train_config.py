@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["tiny", "demo", "scfem", "xbm", "3cmlf"])
+@pytest.mark.parametrize("name", ["tiny", "demo", "scfem", "xbm", "3cmlf", "demo-seq", "demo-seq-gpu"])
 def test_bundled_configs_parse(name):
     from xmr.train.config import load_config
     from xmr.train.losses import build_loss
