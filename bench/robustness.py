@@ -219,6 +219,7 @@ def main() -> None:
 
     import xmr
     from xmr.data.corpus import media_path
+    from xmr.errors import InputError
     from xmr.index.query import embed_audio, encode_query
     from xmr.media.audio import load_audio
     from xmr.media.image import load_image
@@ -244,19 +245,29 @@ def main() -> None:
     pick = np.random.default_rng(args.seed)
     if args.max_candidates and args.max_candidates < len(df):
         df = df.iloc[np.sort(pick.choice(len(df), args.max_candidates, replace=False))].reset_index(drop=True)
-    n_q = min(args.max_queries, len(df))
-    q_rows = np.sort(pick.choice(len(df), n_q, replace=False))
-    ids = [str(x) for x in df["id"]]
-    q_ids = [ids[i] for i in q_rows]
-
-    def path(i: int, modality: str) -> Path:
-        return media_path(df.iloc[i], modality, manifest_dir=args.media_dir)
 
     def log(msg: str) -> None:
         print(f"[{time.time() - t_start:6.0f} s] {msg}", file=sys.stderr, flush=True)
 
-    log(f"{len(df)} candidates, {n_q} queries; embedding the candidates (rendering what is missing)")
-    images = [load_image(path(i, "image")) for i in range(len(df))]
+    def path(i: int, modality: str) -> Path:
+        return media_path(df.iloc[i], modality, manifest_dir=args.media_dir)
+
+    # items whose media cannot be rendered with the installed corpus code are left out (and counted)
+    log(f"{len(df)} items; loading the images (rendering what is missing)")
+    images, keep = [], []
+    for i in range(len(df)):
+        try:
+            images.append(load_image(path(i, "image")))
+            keep.append(i)
+        except InputError as err:
+            log(f"left out: {err}")
+    dropped = len(df) - len(keep)
+    df = df.iloc[keep].reset_index(drop=True)
+    n_q = min(args.max_queries, len(df))
+    q_rows = np.sort(pick.choice(len(df), n_q, replace=False))
+    ids = [str(x) for x in df["id"]]
+    q_ids = [ids[i] for i in q_rows]
+    log(f"{len(df)} candidates ({dropped} left out), {n_q} queries; embedding the candidates")
     cand_img = np.concatenate([model.encode("image", images[k:k + 64]) for k in range(0, len(images), 64)])
     log("images embedded")
     waves = {}
@@ -317,8 +328,9 @@ def main() -> None:
             results[f"image→audio: {name}"] = image_row(name, image_fns[name])
             log(f"image {name}: MRR {results[f'image→audio: {name}']['MRR']:.3f}")
 
-    print(f"Robustness on split `{args.split}` of {args.manifest}: {len(df)} candidates, {n_q} queries "
-          f"(seed {args.seed}), checkpoint {args.checkpoint}; {time.time() - t_start:.0f} s")
+    print(f"Robustness on split `{args.split}` of {args.manifest}: {len(df)} candidates ({dropped} left "
+          f"out: media that could not be rendered), {n_q} queries (seed {args.seed}), checkpoint "
+          f"{args.checkpoint}; {time.time() - t_start:.0f} s")
     if kbps:
         print(f"Opus bit rate: {np.mean(kbps):.1f} kbit/s on average")
     print()
