@@ -243,3 +243,25 @@ def test_a_time_stretched_span_keeps_its_bars(store):
         sounding = np.flatnonzero(np.abs(batch.audio[row].numpy()) > 1e-3)
         # slowed to fit the 1.1 s window (not to the 1.25 s of tempo 0.8, which would cut the second bar)
         assert sounding[-1] > 1.02 * SR
+
+
+def test_training_with_augmentation_runs_and_is_reproducible(tmp_path):
+    from pathlib import Path
+
+    from xmr.train.config import load_config
+    from xmr.train.loop import train
+
+    root = Path(__file__).resolve().parents[1]
+    manifest = tmp_path / "data" / "manifest.parquet"
+    weights = []
+    for run, augment in (("a", "real"), ("b", "real"), ("off", "none")):
+        cfg = load_config(root / "configs" / "tiny.yaml", [
+            f"data.manifest={manifest}", "train.steps=2", f"data.augment={augment}", "train.ckpt_every=0",
+            f"data.cache_dir={tmp_path / 'cache'}"])
+        report = train(cfg, out_dir=tmp_path / run)
+        assert report["steps"] == 2
+        weights.append(torch.load(tmp_path / run / "state.pt", weights_only=False)["model"])
+    same, off = weights[1], weights[2]
+    assert weights[0].keys() == same.keys() == off.keys()
+    assert all(torch.equal(weights[0][k], same[k]) for k in same)  # the same run twice: the same weights
+    assert not all(torch.equal(weights[0][k], off[k]) for k in off)  # and the switch reaches the batches
