@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import threading
 import time
@@ -33,6 +34,7 @@ import numpy as np
 from xmr import MODALITIES
 from xmr.data.files import media_file
 from xmr.errors import InputError, MissingAssetError
+from xmr.index.bars import BarLocator, BarMatch, draw_bars
 from xmr.index.query import EncodedQuery, QueryLimits, encode_query
 from xmr.index.store import Hit
 
@@ -48,6 +50,9 @@ __all__ = ["EncodedQuery", "Hit", "RetrievalService", "ServiceConfig", "file_pay
 # Rendered media files remembered by path (least recently used dropped first; a dropped one is
 # found again on disk by the cache it was rendered into).
 MEDIA_PATHS = 4096
+# What an audio query is scored against to find a result's best bars: the result's score image cut
+# at its bars (see xmr.index.bars), the picture the highlight is drawn on.
+BARS_VIA = "image"
 # Metadata shown under a result, when present.
 DETAIL_COLUMNS = ("collection", "composer", "title", "genre", "key", "meter", "tempo_term", "instrument",
                   "duration")
@@ -160,6 +165,8 @@ class RetrievalService:
         # lock lives only while its render runs: neither grows with the queries served
         self._media_locks: dict[tuple[str, str], threading.Lock] = {}
         self._media_cache: OrderedDict[tuple[str, str], Path] = OrderedDict()
+        # span vectors of the results' bars (xmr.index.bars), kept per item
+        self.bars = BarLocator(model, via=BARS_VIA if BARS_VIA in model.modalities else "image")
         self.load_seconds: float | None = None
 
     # ------------------------------------------------------------------ construction
@@ -361,11 +368,14 @@ class RetrievalService:
         value = getattr(self.index, "version", None)
         return None if value is None else str(value() if callable(value) else value)
 
-    def search(self, query: EncodedQuery, *, targets: Sequence[str] = MODALITIES, k: int = 10) -> list[Hit]:
+    def search(self, query: EncodedQuery, *, targets: Sequence[str] = MODALITIES, k: int = 10,
+               bars: bool = False) -> list[Hit]:
         """The ``k`` best items over the chosen target modalities, best first.
 
         Results from several target indexes are merged by score; an item found in several of them
-        is listed once, at its best score (ties: modality order audio, image, text; then id).
+        is listed once, at its best score (ties: modality order audio, image, text; then id). With
+        ``bars``, each hit of an audio query gets the bars of its score that match best
+        (:meth:`locate_bars`; the app asks for them in a step of their own, after the cards).
 
         Raises:
             InputError: no target modality, an unknown one, or ``k`` out of range.
@@ -386,18 +396,60 @@ class RetrievalService:
             starts = self._query_window_offsets(query, [h.item_id for h in hits], targets)
             for h in hits:
                 h.query_start = starts.get(h.item_id)
+        if bars:
+            found = self.locate_bars(query, [h.item_id for h in hits])
+            for h in hits:
+                h.bars = found.get(h.item_id)
         return hits
+
+    def locate_bars(self, query: EncodedQuery, item_ids: Sequence[str]) -> dict[str, BarMatch]:
+        """For an audio query, the bars of each item's score that match it best
+        (:class:`xmr.index.bars.BarLocator`: the score cut into spans of bars as long as the clip,
+        each scored against the clip, or every window of a long one). Items without a bar alignment
+        or an image are left out, as is every item for a query without exactly one audio input.
+        """
+        import logging
+
+        bar_query = query.bar_query()
+        out: dict[str, BarMatch] = {}
+        if bar_query is None:
+            return out
+        for item_id in dict.fromkeys(str(i) for i in item_ids):
+            if not self.has_item(item_id):
+                continue
+            row = self.row(item_id)
+            try:
+                match = self.bars.locate(bar_query, row, lambda i=item_id: self.media(i, self.bars.via))
+            except Exception as err:  # a card without its highlight is better than no card
+                logging.getLogger(__name__).warning("cannot match the bars of %s: %s", item_id, err)
+                continue
+            if match is not None:
+                out[item_id] = match
+        return out
+
+    def highlighted_image(self, item_id: str, bars: BarMatch | Mapping[str, Any]) -> Path:
+        """The item's score image with ``bars`` highlighted (drawn once into the cache)."""
+        match = bars if isinstance(bars, BarMatch) else BarMatch.from_dict(bars)
+        src = self.media(item_id, "image")
+        boxes = "_".join(f"{x0}-{y0}-{x1}-{y1}" for x0, y0, x1, y1 in match.boxes)
+        tag = hashlib.sha1(f"{src.resolve()}|{boxes}".encode()).hexdigest()[:16]
+        out = Path(self.config.cache_dir) / "highlight" / f"{safe_name(item_id)}-{tag}.png"
+        if not out.exists():
+            draw_bars(src, match.boxes, out)
+        return out
 
     def hit_dict(self, hit: Hit) -> dict[str, Any]:
         """A result as the app shows it and its API returns it: ``rank``, ``item_id``, ``modality``,
         ``score``, ``caption`` (the item's first), ``captions``, ``details``, ``track_offset`` (where
-        in the track it matches, seconds) and ``query_offset`` (where in a long audio query)."""
+        in the track it matches, seconds), ``query_offset`` (where in a long audio query) and
+        ``bars`` (the best-matching bars, :meth:`xmr.index.bars.BarMatch.to_dict`, or ``None``)."""
         known = self.has_item(hit.item_id)
         caps = self.captions(hit.item_id) if known else []
         return {"rank": hit.rank, "item_id": hit.item_id, "modality": hit.modality, "score": float(hit.score),
                 "caption": caps[0] if caps else "", "captions": caps,
                 "details": self.details(hit.item_id) if known else {}, "track_offset": hit.start,
-                "query_offset": hit.query_start}
+                "query_offset": hit.query_start,
+                "bars": None if hit.bars is None else hit.bars.to_dict()}
 
     def _query_window_offsets(self, query: EncodedQuery, item_ids: list[str], targets: Sequence[str]
                               ) -> dict[str, float]:

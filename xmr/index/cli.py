@@ -52,6 +52,8 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the index's own)")
     p.add_argument("--filter", action="append", default=[], metavar="COLUMN=V1[,V2]",
                    help="keep results whose metadata column has one of the values (repeatable)")
+    p.add_argument("--manifest", default=None, help="manifest of the indexed items: with an audio query, "
+                   "print the bars of each result's score that match best (items with a bar alignment)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     p.set_defaults(func=_search)
 
@@ -104,20 +106,30 @@ def _search(args: argparse.Namespace) -> int:
         col, values = f.split("=", 1)
         filters[col.strip()] = _csv(values) or [""]
     hits = search(index=args.index, text=args.text, audio=args.audio, image=args.image, weights=weights,
-                  k=args.k, targets=_csv(args.target), checkpoint=args.checkpoint, filters=filters or None)
+                  k=args.k, targets=_csv(args.target), checkpoint=args.checkpoint, filters=filters or None,
+                  manifest=args.manifest)
     if args.json:
         for h in hits:
             row = {"rank": h.rank, "id": h.item_id, "modality": h.modality, "score": round(h.score, 6),
-                   "start": h.start, "end": h.end, "caption": h.caption}
+                   "start": h.start, "end": h.end, "caption": h.caption,
+                   "bars": None if h.bars is None else h.bars.to_dict()}
             print(json.dumps(row))
         return 0
     if not hits:
         print("no results")
         return 0
-    print(f"{'rank':>4}  {'modality':<8} {'score':>7}  {'at':>11}  {'id':<28} caption")
+    with_bars = any(h.bars is not None for h in hits)
+    bars_head = f"  {'bars':<14}" if with_bars else ""
+    print(f"{'rank':>4}  {'modality':<8} {'score':>7}  {'at':>11}{bars_head}  {'id':<28} caption")
     for h in hits:
         at = f"{h.start:.1f}-{h.end:.1f}s" if h.start is not None else ""
+        bars = f"  {_bars_cell(h.bars):<14}" if with_bars else ""
         caption = h.caption if len(h.caption) <= 70 else h.caption[:67] + "..."
-        print(f"{h.rank:>4}  {h.modality:<8} {h.score:7.4f}  {at:>11}  {h.item_id:<28} {caption}")
+        print(f"{h.rank:>4}  {h.modality:<8} {h.score:7.4f}  {at:>11}{bars}  {h.item_id:<28} {caption}")
     sys.stdout.flush()
     return 0
+
+
+def _bars_cell(match) -> str:
+    """``bars 2–3/5`` (the matched bars of the item's 5), or empty."""
+    return "" if match is None else f"{match.label}/{match.n_bars}"

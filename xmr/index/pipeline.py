@@ -103,6 +103,7 @@ def search(
     checkpoint: str | Path | None = None,
     filters: Mapping[str, Any] | None = None,
     model: XmrModel | None = None,
+    manifest: str | Path | None = None,
 ) -> list[Hit]:
     """Search an index folder with a (possibly multi-modal) query: the ``xmr search`` command.
 
@@ -115,6 +116,8 @@ def search(
         checkpoint: checkpoint folder (default: the one recorded in ``index.json``).
         filters: metadata filters (``{"split": "test"}``).
         model: an already loaded model.
+        manifest: the manifest of the indexed items: with an audio query, each hit whose item has a
+            bar alignment gets the bars of its score that match best (``Hit.bars``, :mod:`xmr.index.bars`).
 
     Example:
         >>> for h in search(index="runs/index", text=["a jig on flute"], k=5):  # doctest: +SKIP
@@ -141,4 +144,25 @@ def search(
     unknown = [t for t in targets if t not in (*MODALITIES, "audio_windows")]
     if unknown:
         raise InputError(f"unknown target {', '.join(unknown)}; choose from audio, image, text")
-    return store.search(query.vector, targets=targets, k=k, filters=filters)[0]
+    hits = store.search(query.vector, targets=targets, k=k, filters=filters)[0]
+    if manifest is not None and query.bar_query() is not None:
+        locate_hit_bars(model, query, hits, manifest)
+    return hits
+
+
+def locate_hit_bars(model: XmrModel, query, hits: Sequence[Hit], manifest: str | Path) -> None:
+    """Set ``Hit.bars`` of each hit whose item has a bar alignment and an image in ``manifest``."""
+    from xmr.data.files import media_file
+    from xmr.data.manifest import read_manifest
+    from xmr.index.bars import BarLocator
+
+    df = read_manifest(manifest)
+    rows = {str(i): n for n, i in enumerate(df["id"].astype(str))}
+    locator = BarLocator(model)
+    bar_query = query.bar_query()
+    for h in hits:
+        if h.item_id not in rows:
+            continue
+        row = df.iloc[rows[h.item_id]]
+        h.bars = locator.locate(bar_query, row,
+                                lambda row=row: media_file(row, "image", manifest_dir=Path(manifest).parent))

@@ -57,6 +57,7 @@ class EncodedQuery:
             clip fits in one window); used to say which part of the clip matched a result.
         window_starts: (W,) start time in seconds of each of those windows.
         window_seconds: the window length.
+        audio_seconds: the length of the query's audio, when it has one audio input.
         notes: things the user should know (truncated text, clip cut into windows, ...).
     """
 
@@ -67,6 +68,7 @@ class EncodedQuery:
     window_starts: np.ndarray | None = None
     window_seconds: float | None = None
     notes: list[str] = field(default_factory=list)
+    audio_seconds: float | None = None
 
     @property
     def description(self) -> str:
@@ -82,6 +84,8 @@ class EncodedQuery:
             out["audio_windows"] = self.audio_windows.tolist()
             out["window_starts"] = self.window_starts.tolist() if self.window_starts is not None else None
             out["window_seconds"] = self.window_seconds
+        if self.audio_seconds is not None:
+            out["audio_seconds"] = self.audio_seconds
         return out
 
     @classmethod
@@ -94,7 +98,19 @@ class EncodedQuery:
                    weights={m: float(w) for m, w in data.get("weights", {}).items()},
                    audio_windows=None if windows is None else np.asarray(windows, dtype=np.float32),
                    window_starts=None if starts is None else np.asarray(starts, dtype=np.float64),
-                   window_seconds=data.get("window_seconds"), notes=list(data.get("notes", [])))
+                   window_seconds=data.get("window_seconds"), notes=list(data.get("notes", [])),
+                   audio_seconds=data.get("audio_seconds"))
+
+    def bar_query(self):
+        """The query's audio for :mod:`xmr.index.bars` (its windows when it was cut, else its one
+        audio vector, with their length), or ``None`` without exactly one audio input."""
+        from xmr.index.bars import BarQuery
+
+        if self.audio_windows is not None and len(self.audio_windows):
+            return BarQuery(np.asarray(self.audio_windows, np.float32), self.window_seconds)
+        if "audio" not in self.parts or any(name.startswith("audio#") for name in self.parts):
+            return None
+        return BarQuery(np.asarray(self.parts["audio"], np.float32)[None], self.audio_seconds)
 
 
 def embed_audio(model: XmrModel, waves: Sequence[np.ndarray], *, batch_size: int = 32
@@ -180,6 +196,7 @@ def encode_query(
     parts: dict[str, np.ndarray] = {}
     notes: list[str] = []
     windowed: list[TrackEmbedding] = []
+    audio_seconds: list[float] = []
     for m, name, value in used:
         if m == "text":
             norm = normalize_text(value, max_chars=limits.max_text_chars)
@@ -195,6 +212,7 @@ def encode_query(
                 value, sample_rate=int(model.sample_rate), max_seconds=limits.max_audio_seconds,
                 min_seconds=limits.min_audio_seconds, notes=notes)
             track = embed_audio(model, [wave])[0]
+            audio_seconds.append(len(wave) / float(model.sample_rate))
             parts[name] = track.vector
             if len(track.windows) > 1:
                 windowed.append(track)
@@ -207,4 +225,5 @@ def encode_query(
         vector=vector, parts=parts, weights={name: weight[name] for _, name, _ in used},
         audio_windows=None if one_track is None else one_track.windows,
         window_starts=None if one_track is None else one_track.starts,
-        window_seconds=None if one_track is None else float(model.audio_window_seconds), notes=notes)
+        window_seconds=None if one_track is None else float(model.audio_window_seconds), notes=notes,
+        audio_seconds=audio_seconds[0] if len(audio_seconds) == 1 else None)

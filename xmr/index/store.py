@@ -70,6 +70,8 @@ class Hit:
         metadata: the item's metadata row (split, collection, ...).
         query_start: for a long audio query cut into windows, the start (seconds) of the query
             window that matches this item best (set by the app; ``None`` otherwise).
+        bars: for an audio query, the item's bars that match it best
+            (:class:`xmr.index.bars.BarMatch`; set where asked for and the item has a bar alignment).
     """
 
     item_id: str
@@ -82,6 +84,7 @@ class Hit:
     row: int = -1
     metadata: dict[str, Any] = field(default_factory=dict)
     query_start: float | None = None
+    bars: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
