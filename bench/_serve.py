@@ -37,6 +37,12 @@ def tree_rss_bytes(pid: int) -> int:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far, from /proc/PID/stat (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class App:
     """``python app.py`` with ``env`` on 127.0.0.1, its output in ``log``."""
 

@@ -8,7 +8,9 @@ top 10 each: 120 results, ``--overlap`` grades asked per result), then runs ``--
 between seeing a result and grading it. Every grade the app acknowledged is checked against the
 database afterwards.
 
-Measured: latency of ``/label_next`` and of the grade calls (p50, p90, max), results graded more
+Measured: latency of ``/label_next`` and of the grade calls (p50, p90, max), each until the shown
+result's picture and clip are fetched (as the page does; the client itself downloads nothing), results
+graded more
 often than the overlap asks, results with exactly ``--overlap`` grades by as many annotators, lost
 acknowledged grades, reservations left live, ``PRAGMA integrity_check``, and the app's RSS.
 
@@ -36,6 +38,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import sqlite3
@@ -45,10 +48,11 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import zlib
 from pathlib import Path
 
-from _serve import ROOT, App
+from _serve import ROOT, App, cpu_seconds
 
 QUERY = re.compile(r"\*\*Query\*\* `([^`]+)`")
 RESULT = re.compile(r"\*\*Result\*\* `([^`]+)`")
@@ -60,6 +64,20 @@ def shown(out) -> tuple[str, str] | None:
     return (q.group(1), r.group(1)) if q and r else None
 
 
+def fetch_media(out) -> int:
+    """GET the shown result's picture and clip as a browser does (the client does not download them
+    itself); returns how many of the two were missing."""
+    missing = 0
+    for value in (out[3], out[4]):
+        url = value.get("url") if isinstance(value, dict) else None
+        if not url:
+            missing += 1
+            continue
+        with urllib.request.urlopen(url, timeout=60) as r:
+            r.read()
+    return missing
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else float("nan")
@@ -68,8 +86,9 @@ def pct(values: list[float], q: float) -> float:
 class Run:
     """One burst: every annotator grades until nothing is left (or the app goes away)."""
 
-    def __init__(self, url: str, names: list[str], *, think: float, deadline: float):
-        self.url, self.names, self.think, self.deadline = url, names, think, deadline
+    def __init__(self, url: str, names: list[str], *, think: float, deadline: float, ramp: float = 0.0):
+        self.url, self.names, self.think, self.deadline, self.ramp = url, names, think, deadline, ramp
+        self.missing_media = 0
         self.lock = threading.Lock()
         self.acked: list[tuple[str, str, str, float]] = []  # (annotator, qid, item, time acknowledged)
         self.lat: dict[str, list[float]] = {"next": [], "grade": []}
@@ -80,12 +99,16 @@ class Run:
         from gradio_client import Client
 
         try:
-            client = Client(self.url, verbose=False)
+            # the media are fetched as a browser would (fetch_media), not copied by the client
+            client = Client(self.url, verbose=False, download_files=False)
             start.wait()
+            time.sleep(self.ramp * self.names.index(name) / len(self.names))
             t = time.perf_counter()
             out = client.predict(name, "pooled queue", api_name="/label_next")
+            missing = fetch_media(out) if shown(out) else 0
             with self.lock:
                 self.lat["next"].append(time.perf_counter() - t)
+                self.missing_media += missing
             for _ in range(10_000):  # bounded
                 task = shown(out)
                 if task is None:
@@ -99,9 +122,12 @@ class Run:
                 grade = zlib.crc32(f"{name}/{task[1]}".encode()) % 4
                 t = time.perf_counter()
                 out = client.predict("pooled queue", api_name=f"/grade_{grade}")
+                acked = time.time()
+                missing = fetch_media(out) if shown(out) else 0
                 with self.lock:
                     self.lat["grade"].append(time.perf_counter() - t)
-                    self.acked.append((name, task[0], task[1], time.time()))
+                    self.acked.append((name, task[0], task[1], acked))
+                    self.missing_media += missing
         except BaseException as err:  # noqa: BLE001 - the app may be killed on purpose
             with self.lock:
                 self.errors.append(f"{name}: {type(err).__name__}: {' '.join(str(err).split())[:200]}")
@@ -192,9 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         help="rendered media: the usual cache (shared) or an empty one (fresh: all cold)",
     )
     parser.add_argument(
-        "--settle", type=float, default=30.0,
+        "--settle",
+        type=float,
+        default=30.0,
         help="seconds between the pool being ready and the annotators arriving (start-up renders)",
     )
+    parser.add_argument("--ramp", type=float, default=0.0, help="annotators arrive spread over this many s")
     parser.add_argument("--max-seconds", type=float, default=900.0, help="stop every burst after this long")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
@@ -222,8 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     time.sleep(args.settle)
     report["settle_s"] = args.settle
     report["rss_start_mib"] = round(app.rss_mib())
-    run = Run(app.url, names, think=args.think, deadline=time.perf_counter() + args.max_seconds)
+    run = Run(
+        app.url, names, think=args.think, deadline=time.perf_counter() + args.max_seconds, ramp=args.ramp
+    )
     t0 = time.perf_counter()
+    cpu0 = cpu_seconds(app.proc.pid)
+    me0 = resource.getrusage(resource.RUSAGE_SELF)
     threads = run.start()
     backup: dict | None = None
     killed = False
@@ -262,6 +295,14 @@ def main(argv: list[str] | None = None) -> int:
         th.join()
     wall = time.perf_counter() - t0
     report["burst_wall_s"] = round(wall, 1)
+    me1 = resource.getrusage(resource.RUSAGE_SELF)
+    calls = max(1, len(run.lat["next"]) + len(run.lat["grade"]))
+    if not killed:  # CPU seconds per label call: the app's, and this load generator's own
+        report["app_cpu_ms_per_call"] = round(1000 * (cpu_seconds(app.proc.pid) - cpu0) / calls, 1)
+    report["client_cpu_ms_per_call"] = round(
+        1000 * (me1.ru_utime + me1.ru_stime - me0.ru_utime - me0.ru_stime) / calls, 1
+    )
+    report["load_avg_after"] = round(os.getloadavg()[0], 1)
     report["rss_end_mib"] = round(app.rss_mib()) if not killed else None
     acked = list(run.acked)
     rounds = [run]
@@ -302,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     report.update(state)
     report["acked"] = len(acked)
     report["lost_acked"] = len({(a, q, i) for a, q, i, _ in acked} - current)
+    report["ramp_s"] = args.ramp
+    report["shown_without_picture_or_clip"] = sum(r.missing_media for r in rounds)
     report["finished_annotators"] = sum(len(r.finished) for r in rounds[-1:])
     report["errors"] = [e for r in rounds[-1:] for e in r.errors][:5]
 

@@ -92,6 +92,17 @@ def test_an_expired_lease_returns_the_result_to_the_pool(tmp_path):
     assert len(store.judgements()) == 1
 
 
+def test_progress_of_one_annotator_matches_the_full_table(tmp_path):
+    store = pooled_store(tmp_path / "l.sqlite", n_queries=2, depth=3)
+    for name in ("ada", "bob"):
+        [item] = store.reserve_next(name)
+        grade(store, item, name)
+    full = {a.annotator: a for a in store.progress().annotators}
+    [only] = store.progress(annotator="bob").annotators
+    assert only == full["bob"] and only.judged == 1 and only.remaining == 4
+    assert store.progress(annotator="nobody").annotators == []
+
+
 def test_release_gives_back_every_reservation(tmp_path):
     store = pooled_store(tmp_path / "l.sqlite", n_queries=1, depth=2)
     assert len(store.reserve_next("ada", 2)) == 2
@@ -208,6 +219,7 @@ def test_backup_while_annotators_write_is_one_consistent_snapshot(tmp_path):
     t.join()
     assert errors == []
     assert len(backups) >= 2
+    backups.append(store.backup(tmp_path / "after.sqlite"))  # the annotators are done: all 120
     live = sqlite3.connect(store.path)
     for b in backups:
         with sqlite3.connect(b) as conn:

@@ -230,7 +230,7 @@ class Labelling:
 
     def progress(self, annotator: str) -> dict[str, int]:
         """``{"judged", "queries", "remaining"}`` of one annotator over all pools."""
-        for a in self._store().progress().annotators:
+        for a in self._store().progress(annotator=annotator).annotators:
             if a.annotator == annotator:
                 return {"judged": a.judged, "queries": a.queries, "remaining": a.remaining}
         return {"judged": 0, "queries": 0, "remaining": 0}

@@ -422,12 +422,17 @@ def reserve_next(
     return items
 
 
-def progress_of(conn: sqlite3.Connection, pool: str | None = None) -> Progress:
-    """Progress per annotator (graded, queries touched, pooled items left for them) and per query."""
+def progress_of(
+    conn: sqlite3.Connection, pool: str | None = None, *, annotator: str | None = None
+) -> Progress:
+    """Progress per annotator (graded, queries touched, pooled items left for them) and per query
+    (with ``annotator``: only that annotator's row)."""
     pools = query_pools(conn, pool)
+    only, params = ("WHERE a.name = ? ", (str(annotator).strip(),)) if annotator is not None else ("", ())
     per_ann = conn.execute(
         "SELECT a.name, COUNT(j.id), COUNT(DISTINCT j.query_id) FROM annotators a LEFT JOIN "
-        "judgements j ON j.annotator_id = a.id AND j.state = 'current' GROUP BY a.id ORDER BY a.id"
+        f"judgements j ON j.annotator_id = a.id AND j.state = 'current' {only}GROUP BY a.id ORDER BY a.id",
+        params,
     ).fetchall()
     annotators = [
         AnnotatorProgress(annotator=name, judged=judged, queries=nq,

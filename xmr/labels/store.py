@@ -111,7 +111,9 @@ class LabelStore(Database):
     # ----------------------------------------------------------------- annotators and queries
     def add_annotator(self, name: str) -> int:
         """Register an annotator (idempotent); returns its id."""
-        return self._write(lambda conn: annotator_row_id(conn, name))
+        row = self._read(lambda conn: conn.execute(
+            "SELECT id FROM annotators WHERE name = ?", (str(name or "").strip(),)).fetchone())
+        return row[0] if row else self._write(lambda conn: annotator_row_id(conn, name))
 
     def annotators(self) -> list[str]:
         """The annotators' names, in order of arrival."""
@@ -604,9 +606,10 @@ class LabelStore(Database):
         pools = self._read(lambda conn: pooling.query_pools(conn, pool, query=query))
         return [item for p in pools for item in p.items()]
 
-    def progress(self, *, pool: str | None = None) -> Progress:
-        """Progress per annotator (graded, queries touched, pooled items left for them) and per query."""
-        return self._read(lambda conn: pooling.progress_of(conn, pool))
+    def progress(self, *, pool: str | None = None, annotator: str | None = None) -> Progress:
+        """Progress per annotator (graded, queries touched, pooled items left for them) and per query;
+        with ``annotator``, that annotator's row only (what a progress line shows, at a team's pace)."""
+        return self._read(lambda conn: pooling.progress_of(conn, pool, annotator=annotator))
 
     # ----------------------------------------------------------------- maintenance
 
