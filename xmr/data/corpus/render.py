@@ -56,7 +56,7 @@ def find_soundfont(name: str) -> Path:
         if candidate.is_file():
             return candidate
     hint = {"FluidR3_GM.sf2": "fluid-soundfont-gm", "TimGM6mb.sf2": "timgm6mb-soundfont",
-            "MuseScore_General_Lite.sf3": "musescore-general-soundfont-small",
+            "MuseScore_General_Full.sf2": "musescore-general-soundfont-lossless",
             "OPL-3_FM_128M.sf2": "opl3-soundfont"}.get(path.name)
     raise MissingAssetError(
         f"soundfont {name} not found" + (f"; install the Debian package {hint}" if hint else "")

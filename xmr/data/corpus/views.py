@@ -23,10 +23,12 @@ from xmr.data.corpus.render import DEFAULT_SOUNDFONT, UNSEEN_SOUNDFONT, VEROVIO_
 VIEWS_NAME = "views.parquet"
 VIEWS_VERSION = 1  # bump when a draw below changes (it keys the piece records)
 
-# Soundfonts of the audio_sf view (Debian packages musescore-general-soundfont-small, opl3-soundfont).
+# Soundfonts of the audio_sf view (Debian packages musescore-general-soundfont-lossless, opl3-soundfont).
+# The uncompressed sf2 of MuseScore General: FluidSynth loads only the samples a clip uses, where
+# the compressed sf3 costs seconds of decoding per clip.
 # Not used: FluidR3Mono_GM (the main FluidR3's samples in mono: nearly the same timbre) and
 # FluidR3_GS (GS variation banks only: silent on the General MIDI programs the corpus plays).
-TRAIN_SOUNDFONTS = ("MuseScore_General_Lite.sf3", "OPL-3_FM_128M.sf2")
+TRAIN_SOUNDFONTS = ("MuseScore_General_Full.sf2", "OPL-3_FM_128M.sf2")
 # SMuFL fonts shipped with Verovio; Petaluma (a handwritten style) is kept out of training.
 TRAIN_FONTS = ("Bravura", "Gootville", "Leipzig", "Leland")
 HELD_OUT_FONT = "Petaluma"
