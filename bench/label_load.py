@@ -267,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             app.proc.send_signal(signal.SIGKILL)
             killed = True
             report["killed_after_acked"] = n
+            app.proc.wait()
+            report["live_reservations_at_kill"] = db_state(db, args.overlap)["live_reservations"]
         if args.backup_at is not None and backup is None and n >= args.backup_at:
             backup = {"acked_before": n, "started": time.time()}
             out = subprocess.run(
