@@ -433,7 +433,8 @@ class RetrievalService:
         src = self.media(item_id, "image")
         boxes = "_".join(f"{x0}-{y0}-{x1}-{y1}" for x0, y0, x1, y1 in match.boxes)
         tag = hashlib.sha1(f"{src.resolve()}|{boxes}".encode()).hexdigest()[:16]
-        out = Path(self.config.cache_dir) / "highlight" / f"{safe_name(item_id)}-{tag}.png"
+        name = f"{safe_name(item_id)}-bars{match.first + 1}-{match.last + 1}-{tag}.png"
+        out = Path(self.config.cache_dir) / "highlight" / name
         if not out.exists():
             draw_bars(src, match.boxes, out)
         return out

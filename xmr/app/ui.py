@@ -23,6 +23,9 @@ __all__ = ["CSS", "build_blocks"]
 CSS = """
 .result-slot {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 4px;}
 .result-slot img {object-fit: contain; background: white;}
+.result-slot [id^='res-img-'] img {width: 100% !important; height: auto !important;
+                                   max-height: 70vh !important; cursor: zoom-in;}
+.result-slot [id^='res-img-'], .result-slot [id^='res-img-'] div:has(img) {width: 100%;}
 #label-item img, #label-query-image img {object-fit: contain; background: white;}
 .grade-btn {min-width: 120px;}
 """
@@ -39,7 +42,7 @@ def build_blocks(service: RetrievalService) -> gr.Blocks:
     from xmr.app.tabs.evaluate import EvaluateTab
     from xmr.app.tabs.explore import ExploreTab
     from xmr.app.tabs.label import SHORTCUTS_JS, LabelTab
-    from xmr.app.tabs.search import SearchTab
+    from xmr.app.tabs.search import ZOOM_JS, SearchTab
 
     labelling = Labelling(service)
     if labelling.available:  # the demo pool and its first results' media, ready before annotators come
@@ -60,5 +63,6 @@ def build_blocks(service: RetrievalService) -> gr.Blocks:
             with gr.Tab("Evaluate", id="evaluate") as eval_tab:
                 EvaluateTab(Evaluation(service), labelling).build(eval_tab)
         demo.load(None, None, None, js=SHORTCUTS_JS)
+        demo.load(None, None, None, js=ZOOM_JS)
     demo.xmr_service = service  # for launch options and tests; not per-visitor state
     return demo

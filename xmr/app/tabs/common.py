@@ -61,6 +61,21 @@ class MediaFetcher:
             log.warning("cannot show the %s of %s: %s", modality, item_id, err)
             return None
 
+    def score(self, hit: dict[str, Any]) -> str | None:
+        """The result's score image, its matched bars highlighted when it has ``bars``."""
+        if hit.get("bars"):
+            try:
+                return str(self.service.highlighted_image(hit["item_id"], hit["bars"]))
+            except Exception as err:
+                log.warning("cannot highlight the bars of %s: %s", hit["item_id"], err)
+        return self.get(hit["item_id"], "image")
+
+    def score_images(self, results: Sequence[dict[str, Any]] | None, slots: int) -> list[str | None]:
+        """One score image per result slot (highlighted where matched), fetched in parallel."""
+        results = list(results or [])[:slots]
+        files = list(self._pool.map(self.score, results))
+        return [files[i] if i < len(files) else None for i in range(slots)]
+
     def for_results(self, results: Sequence[dict[str, Any]] | None, modality: str, slots: int
                     ) -> list[str | None]:
         """One file per result slot (``None`` past the results), fetched in parallel."""

@@ -28,6 +28,10 @@ def hit_markdown(hit: dict[str, Any]) -> str:
         lines.append(f"best-matching part of your clip starts at **{fmt_time(hit['query_offset'])}**")
     if hit.get("track_offset") is not None:
         lines.append(f"match in this track at **{fmt_time(hit['track_offset'])}**")
+    bars = hit.get("bars")
+    if bars:
+        lines.append(f"best-matching **{bars['label']}** of {bars['n_bars']} (highlighted on the score; "
+                     f"{fmt_time(bars['onset'])}–{fmt_time(bars['end'])} in its audio)")
     if hit.get("caption"):
         lines.append(f"> {hit['caption']}")
     details = hit.get("details") or {}

@@ -1,6 +1,7 @@
 """The Search tab: query inputs and weights, targets, example queries and the result cards.
 
-One search chain (search → cards → their score images → their audio) is wired by
+One search chain (search → cards → the bars of each score that match an audio query → the score
+images, those bars highlighted → their audio) is wired by
 :meth:`SearchTab.chain_search`, after the Search button, the text box's Enter, each result's
 “Use as query”, the example buttons and the hidden ``use_item`` endpoint.
 """
@@ -19,8 +20,25 @@ from xmr.app.service import RetrievalService
 from xmr.app.tabs.common import UI_MAX_K, MediaFetcher, gr_errors, payload_path
 from xmr.app.tabs.format import hit_markdown
 from xmr.errors import InputError
+from xmr.index.query import EncodedQuery
 
-__all__ = ["ResultSlot", "SearchTab"]
+__all__ = ["ZOOM_JS", "ResultSlot", "SearchTab"]
+
+# A click on a result's score opens it full screen (its own fullscreen button).
+ZOOM_JS = """
+() => {
+  if (window.__xmrZoom) return;
+  window.__xmrZoom = true;
+  document.addEventListener('click', (ev) => {
+    const img = ev.target.closest && ev.target.closest(".result-slot [id^='res-img-'] img");
+    if (!img) return;
+    const box = img.closest("[id^='res-img-']");
+    const btn = box && [...box.querySelectorAll('button')].find(
+      (b) => /full ?screen/i.test((b.getAttribute('aria-label') || '') + ' ' + (b.title || '')));
+    if (btn) { ev.preventDefault(); btn.click(); }
+  });
+}
+"""
 
 
 @dataclass(frozen=True)
@@ -115,10 +133,12 @@ class SearchTab:
 
     def chain_search(self, listener: Callable[..., Any], suffix: str = "") -> Any:
         """Wire the search chain after ``listener`` (an event's ``click``, ``submit`` or ``success``):
-        search, draw the cards at once, then fetch their score images, then their audio.
+        search, draw the cards at once, then (for an audio query) find the bars of each score that
+        match best, then fetch their score images (those bars highlighted), then their audio.
 
         ``suffix`` names the chain's endpoints (``search_SUFFIX``, ...; undocumented); without one they
-        are the Search button's ``search``, ``show_results``, ``result_images`` and ``result_audio``.
+        are the Search button's ``search``, ``show_results``, ``result_bars``, ``result_images`` and
+        ``result_audio``.
         """
         def api(name: str) -> dict[str, str]:
             return {"api_name": f"{name}_{suffix}", "api_visibility": "undocumented"} if suffix else \
@@ -131,6 +151,8 @@ class SearchTab:
         return (listener(self.run_search, inputs, [self.results_json, self.query_state, self.status],
                          preprocess=False, **api("search"))
                 .success(self.show_results, self.results_json, cards, **api("show_results"))
+                .success(self.locate_bars, [self.results_json, self.query_state],
+                         [self.results_json] + [s.text for s in self.slots], **api("result_bars"))
                 .success(self.load_result_images, self.results_json, [s.image for s in self.slots],
                          **api("result_images"))
                 .success(self.load_result_audio, self.results_json, [s.audio for s in self.slots],
@@ -190,8 +212,21 @@ class SearchTab:
                 out += [gr.update(visible=False), None, ""]
         return out
 
+    @gr_errors
+    def locate_bars(self, results, state):
+        """For an audio query: each result's best-matching bars (``bars`` of its dict) and its card text."""
+        results = [dict(h) for h in (results or [])]
+        query = (state or {}).get("query")
+        found = {}
+        if query and results:
+            found = self.service.locate_bars(EncodedQuery.from_dict(query), [h["item_id"] for h in results])
+        for h in results:
+            match = found.get(h["item_id"])
+            h["bars"] = None if match is None else match.to_dict()
+        return [results] + [hit_markdown(results[i]) if i < len(results) else "" for i in range(self.max_k)]
+
     def load_result_images(self, results):
-        return self.media.for_results(results, "image", self.max_k)
+        return self.media.score_images(results, self.max_k)
 
     def load_result_audio(self, results):
         return self.media.for_results(results, "audio", self.max_k)
@@ -219,11 +254,11 @@ class SearchTab:
 
 
 def _result_slot(i: int) -> ResultSlot:
-    with gr.Group(visible=False, elem_classes="result-slot", elem_id=f"res-{i}") as box, gr.Row():
-        img = gr.Image(type="filepath", interactive=False, show_label=False, height=170,
-                       elem_id=f"res-img-{i}", container=False)
-        with gr.Column():
-            md = gr.Markdown(elem_id=f"res-md-{i}")
-            aud = gr.Audio(type="filepath", interactive=False, show_label=False, elem_id=f"res-audio-{i}")
-            use = gr.Button("Use as query", size="sm", elem_id=f"res-use-{i}")
+    # the score at the card's full width (its height follows), the fullscreen button enlarges it
+    with gr.Group(visible=False, elem_classes="result-slot", elem_id=f"res-{i}") as box:
+        img = gr.Image(type="filepath", interactive=False, show_label=False, elem_id=f"res-img-{i}",
+                       elem_classes="result-score", container=False, buttons=["fullscreen", "download"])
+        md = gr.Markdown(elem_id=f"res-md-{i}")
+        aud = gr.Audio(type="filepath", interactive=False, show_label=False, elem_id=f"res-audio-{i}")
+        use = gr.Button("Use as query", size="sm", elem_id=f"res-use-{i}")
     return ResultSlot(box=box, image=img, text=md, audio=aud, use=use)
