@@ -53,6 +53,10 @@ class DataConfig:
             (``"real"``: recordings and phone photos; ``"audio"``/``"image"``: one modality only) or
             a mapping ``{name, audio: {p_noise: 0.5, ...}, image: {...}}`` of per-transform
             probabilities and ranges; ``None`` (the default): off.
+        views: training views (``views.parquet`` beside the manifest: another soundfont, another
+            engraving; :mod:`xmr.train.views`) instead of an item's main files, drawn per modality
+            and per (seed, step, item): ``true`` uniform among the main file and the item's views,
+            a number ``p`` a view with probability ``p``, ``false`` (the default) never.
         build_if_missing: ``"synthetic"``: write a synthetic collection
             (:func:`xmr.data.synthetic.write_synthetic_collection`) at ``manifest`` when there is
             none, so that a smoke config trains on a fresh clone; ``None``: a missing manifest is an error.
@@ -76,6 +80,7 @@ class DataConfig:
     span_min_bars: int = 2
     span_max_bars: int = 4
     augment: str | dict[str, Any] | None = None
+    views: bool | float = False
     cache_dir: str | None = None
     build_if_missing: str | None = None
     max_items: int | None = None
@@ -200,6 +205,12 @@ class TrainConfig:
         from xmr.media.augment import build_augment
 
         build_augment(self.data.augment)  # an unknown preset or key, or a bad range, is an error here
+        from xmr.train.views import check_views_setting
+
+        try:
+            self.data.views = check_views_setting(self.data.views)
+        except ValueError as err:
+            raise ConfigError(f"config: {err}") from None
         if not 2 <= self.data.span_min_bars <= self.data.span_max_bars:
             raise ConfigError("config: data.span_min_bars must be at least 2 and at most data.span_max_bars, "
                               f"got {self.data.span_min_bars}..{self.data.span_max_bars}")

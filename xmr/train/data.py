@@ -22,6 +22,9 @@ the cut audio (tempo, gain, EQ, room, noise, band-limit, codec) and the prepared
 rotation, lighting, shadow, blur, noise, JPEG) as a recording or a phone photo would, each on its
 own generator seeded by ``(seed, step, item)``.
 
+Training views: with ``BatchSpec.views`` a row may use another rendering of its item (another
+soundfont, another engraving) per modality, drawn per ``(seed, step, item)``; see :mod:`xmr.train.views`.
+
 Example:
     >>> items = ItemStore.from_manifest("corpus/manifest.parquet", split="train",  # doctest: +SKIP
     ...                                 sample_rate=16000, image_size=(96, 384), image_mode="L",
@@ -58,6 +61,8 @@ class BatchSpec:
     span_min_bars: int = 2
     span_max_bars: int = 4
     augment: Any = None         # xmr.media.augment.Augmenter (real-input augmentation) or None
+    views: bool | float = False  # training views instead of the main files (xmr.train.views)
+    view_modalities: tuple[str, ...] = ("audio", "image")  # where views may be drawn
 
 
 @dataclass
@@ -73,6 +78,7 @@ class Batch:
     # modality -> torch.long (B,): valid audio samples (the rest of the row is zero padding) and
     # image content columns (centred, as resize="pad" places them); read by sequence towers
     lengths: dict[str, Any] = field(default_factory=dict)
+    views: dict[str, list[str]] = field(default_factory=dict)  # modality -> "main" or the view's name
 
 
 def _generator(seed: int, step: int, index: int, salt: str = ""):
@@ -138,7 +144,7 @@ class ItemStore:
 
     def __init__(self, frame, *, audio: np.ndarray | None, audio_offsets: np.ndarray | None,
                  images: np.ndarray | None, sample_rate: int, strips: dict[str, Any] | None = None,
-                 image_widths: np.ndarray | None = None):
+                 image_widths: np.ndarray | None = None, views: Any = None):
         self.frame = frame.reset_index(drop=True)
         self.ids = [str(x) for x in self.frame["id"]]
         self.captions = [_caption_list(c) for c in self.frame["caption"]] if "caption" in frame else [
@@ -160,6 +166,7 @@ class ItemStore:
         # content columns of each cached image (resize="pad" centres a narrower image on white)
         self.image_widths = (np.asarray(image_widths, np.int64) if image_widths is not None
                              else np.full(n, images.shape[3] if images is not None else 1, np.int64))
+        self.views = views  # xmr.train.views.ViewStore of the training views, or None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -170,7 +177,7 @@ class ItemStore:
                       image_size: tuple[int, int], image_mode: str = "L", image_resize: str = "pad",
                       modalities: tuple[str, ...] = ("audio", "image", "text"), cache_dir: str | Path,
                       max_items: int | None = None, progress: bool = False,
-                      bar_spans: bool = False) -> ItemStore:
+                      bar_spans: bool = False, views: bool = False) -> ItemStore:
         """Read a manifest split and load (or build) its media cache.
 
         Args:
@@ -182,6 +189,7 @@ class ItemStore:
             cache_dir: parent folder of the cache (one sub-folder per manifest/split/preprocessing).
             max_items: keep the first N rows of the split (smoke runs).
             bar_spans: also cache the images for aligned sub-excerpts (``BatchSpec.span_prob``).
+            views: also decode the training views (``views.parquet``; ``BatchSpec.views``).
         """
         manifest = Path(manifest)
         frame = _read_manifest(manifest)
@@ -211,27 +219,43 @@ class ItemStore:
             widths = _cached_image_widths(frame, manifest, folder, image_size, image_resize)
         if bar_spans and "image" in modalities:
             strips = _cached_strips(frame, manifest, folder, image_size, image_mode, image_resize, progress)
+        store = None
+        if views:
+            from xmr.train.views import ViewStore
+
+            store = ViewStore.from_manifest(frame, manifest, folder, sample_rate=sample_rate,
+                                            image_size=image_size, image_mode=image_mode,
+                                            image_resize=image_resize, modalities=modalities,
+                                            bar_spans=bar_spans, progress=progress, cache={
+                                                "audio": _cached_audio, "images": _cached_images,
+                                                "widths": _cached_image_widths, "media_file": _media_file,
+                                                "save": _save_atomic})
         frame = frame.assign(_has_image=has_image)
         return cls(frame, audio=audio, audio_offsets=offsets, images=images, sample_rate=sample_rate,
-                   strips=strips, image_widths=widths)
+                   strips=strips, image_widths=widths, views=store)
 
     # ---------------------------------------------------------------- access
-    def waveform(self, index: int) -> np.ndarray:
-        """The full decoded waveform of item ``index`` as float32."""
+    def waveform(self, index: int, view=None) -> np.ndarray:
+        """The full decoded waveform of item ``index`` (or of its audio ``view``) as float32."""
+        if view is not None:
+            return view.waveform(index)
         a, b = int(self.audio_offsets[index]), int(self.audio_offsets[index + 1])
         return np.asarray(self.audio[a:b], dtype=np.float32) / 32767.0
 
-    def image(self, index: int):
-        """The prepared image of item ``index`` as a (C, H, W) float32 tensor in [0, 1]."""
+    def image(self, index: int, view=None):
+        """The prepared image of item ``index`` (or its ``view``) as a (C, H, W) float32 tensor in [0, 1]."""
         import torch
+
+        if view is not None:
+            return view.image(index)
 
         return torch.from_numpy(np.asarray(self.images[index], dtype=np.float32) / 255.0)
 
-    def crop(self, index: int, length: int, *, gen=None) -> np.ndarray:
+    def crop(self, index: int, length: int, *, gen=None, view=None) -> np.ndarray:
         """A ``length``-sample crop: random with ``gen``, else centred; short audio is zero-padded."""
         import torch
 
-        wave = self.waveform(index)
+        wave = self.waveform(index, view)
         if len(wave) <= length:
             out = np.zeros(length, np.float32)
             out[:len(wave)] = wave
@@ -271,17 +295,20 @@ class ItemStore:
         first = starts[min(int(b * len(starts)), len(starts) - 1)]
         return first, first + length - 1
 
-    def span_audio(self, index: int, first: int, last: int) -> np.ndarray:
+    def span_audio(self, index: int, first: int, last: int, view=None) -> np.ndarray:
         """The waveform of bars ``first..last``: from the first bar's onset to the last bar's end."""
         bars = self.bars[index]
-        wave = self.waveform(index)
+        wave = self.waveform(index, view)
         a = round(float(bars["bar_onsets"][first]) * self.sample_rate)
         b = round(float(bars["bar_ends"][last]) * self.sample_rate)
         return wave[a:min(b, len(wave))]
 
-    def span_strip(self, index: int, first: int, last: int) -> np.ndarray:
+    def span_strip(self, index: int, first: int, last: int, view=None) -> np.ndarray:
         """Bars ``first..last`` of the item's image at the model's height, uint8 ``(C, H, w)``:
-        columns ``bar_x0[first]..bar_x1[last]`` of the PNG, scaled with the image."""
+        columns ``bar_x0[first]..bar_x1[last]`` of the PNG, scaled with the image (an image
+        ``view``: cut per system, :meth:`xmr.train.views.View.span_strip`)."""
+        if view is not None:
+            return view.span_strip(index, first, last)
         if self.strips is None:
             raise ValueError("no image strips cached: build the ItemStore with bar_spans=True")
         bars = self.bars[index]
@@ -291,7 +318,7 @@ class ItemStore:
         c1 = min(max(round(float(bars["bar_x1"][last]) * k), c0 + 1), b - a)
         return np.asarray(self.strips["data"][:, :, a + c0:a + c1])
 
-    def span_image(self, index: int, first: int, last: int):
+    def span_image(self, index: int, first: int, last: int, view=None):
         """:meth:`span_strip` fitted into the model's image size (its resize policy), as
         ``image`` gives it: (C, H, W) float32 in [0, 1] (its content width: :meth:`span_width`)."""
         import torch
@@ -299,23 +326,25 @@ class ItemStore:
 
         from xmr.media.image import resize_image
 
-        strip = self.span_strip(index, first, last)
+        strip = self.span_strip(index, first, last, view)
         img = Image.fromarray(strip[0] if strip.shape[0] == 1 else strip.transpose(1, 2, 0))
         size = tuple(int(v) for v in self.images.shape[2:])
         arr = np.asarray(resize_image(img, size=size, policy=self.strips["resize"]), dtype=np.float32)
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         return torch.from_numpy(np.ascontiguousarray(arr) / 255.0)
 
-    def span_width(self, index: int, first: int, last: int) -> int:
+    def span_width(self, index: int, first: int, last: int, view=None) -> int:
         """Content columns of :meth:`span_image` (the strip's width fitted into the image size)."""
         from xmr.models.sequence import fitted_width
 
-        strip = self.span_strip(index, first, last)
+        strip = self.span_strip(index, first, last, view)
         size = tuple(int(v) for v in self.images.shape[2:])
         return fitted_width(strip.shape[2], strip.shape[1], size, self.strips["resize"])
 
-    def audio_length(self, index: int) -> int:
-        """Samples in item ``index``'s decoded waveform."""
+    def audio_length(self, index: int, view=None) -> int:
+        """Samples in item ``index``'s decoded waveform (or its audio ``view``'s)."""
+        if view is not None:
+            return int(view.offsets[index + 1] - view.offsets[index])
         return int(self.audio_offsets[index + 1] - self.audio_offsets[index])
 
     def batch(self, indices: list[int], *, spec: BatchSpec, seed: int = 0, step: int = 0) -> Batch:
@@ -328,15 +357,20 @@ class ItemStore:
         if spec.span_prob > 0:
             spans = [self.draw_span(i, spec, _generator(seed, step, i, "span")) for i in indices]
         out.spans = spans
+        picks = {m: [None] * len(indices) for m in ("audio", "image")}
+        if spec.views and self.views:
+            picks = self.views.draw(indices, views=spec.views, modalities=spec.view_modalities,
+                                    seed=seed, step=step, generator=_generator)
+        out.views = {m: [v.name if v is not None else "main" for v in picks[m]] for m in picks}
         aug = spec.augment if spec.augment is not None and spec.augment.audio_cfg is not None else None
         if "audio" in spec.modalities:
             crops, lengths = [], []
-            for i, g, span in zip(indices, gens, spans, strict=True):
+            for i, g, span, view in zip(indices, gens, spans, picks["audio"], strict=True):
                 if not self.has["audio"][i]:
                     crops.append(np.zeros(spec.audio_samples, np.float32))
                     lengths.append(spec.audio_samples)
                 elif span is not None:
-                    wave = self.span_audio(i, *span)[:spec.audio_samples]
+                    wave = self.span_audio(i, *span, view)[:spec.audio_samples]
                     if aug is not None:  # after the cut: a time-stretched span stays whole
                         wave = aug.audio(wave, self.sample_rate, gen=_generator(seed, step, i, "augment"),
                                          max_samples=spec.audio_samples, fit="keep")
@@ -344,8 +378,8 @@ class ItemStore:
                     crops.append(np.pad(wave, (0, spec.audio_samples - len(wave))))
                 else:
                     n = spec.audio_samples if aug is None else aug.source_samples(spec.audio_samples)
-                    wave = self.crop(i, n, gen=g if spec.random_crop else None)
-                    valid = min(self.audio_length(i), spec.audio_samples)  # crop() zero-pads short audio
+                    wave = self.crop(i, n, gen=g if spec.random_crop else None, view=view)
+                    valid = min(self.audio_length(i, view), spec.audio_samples)  # crop() zero-pads
                     if aug is not None:
                         wave = aug.audio(wave, self.sample_rate, gen=_generator(seed, step, i, "augment"),
                                          max_samples=spec.audio_samples, fit="trim")
@@ -359,11 +393,12 @@ class ItemStore:
         if "image" in spec.modalities:
             cut = [span is not None and bool(self.has["image"][i])
                    for i, span in zip(indices, spans, strict=True)]
-            images = torch.stack([self.span_image(i, *span) if c else self.image(i)
-                                  for i, span, c in zip(indices, spans, cut, strict=True)])
+            rows = list(zip(indices, spans, cut, picks["image"], strict=True))
+            images = torch.stack([self.span_image(i, *span, v) if c else self.image(i, v)
+                                  for i, span, c, v in rows])
             out.lengths["image"] = torch.tensor(
-                [self.span_width(i, *span) if c else int(self.image_widths[i])
-                 for i, span, c in zip(indices, spans, cut, strict=True)], dtype=torch.long)
+                [self.span_width(i, *span, v) if c else int((v.widths if v else self.image_widths)[i])
+                 for i, span, c, v in rows], dtype=torch.long)
             if spec.affine:
                 params = [affine_params(g, degrees=spec.affine_degrees, translate=spec.affine_translate,
                                         scale=tuple(spec.affine_scale)) for g in gens]

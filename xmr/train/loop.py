@@ -242,7 +242,8 @@ class Trainer:
         kwargs = dict(split=split, sample_rate=pre["sample_rate"], image_size=pre["image_size"],
                       image_mode=pre["image_mode"], image_resize=pre["image_resize"],
                       modalities=self.modalities, cache_dir=self.cache_dir, max_items=max_items,
-                      bar_spans=split == self.cfg.data.train_split and self.cfg.data.span_prob > 0)
+                      bar_spans=split == self.cfg.data.train_split and self.cfg.data.span_prob > 0,
+                      views=split == self.cfg.data.train_split and bool(self.cfg.data.views))
         # The main process decodes into the cache first; the others then read it.
         if self.info.is_main:
             items = ItemStore.from_manifest(self.cfg.data.manifest, progress=self.cfg.train.progress,
@@ -441,7 +442,8 @@ class Trainer:
                          affine_degrees=cfg.data.affine_degrees, affine_translate=cfg.data.affine_translate,
                          affine_scale=tuple(cfg.data.affine_scale), caption_choice=cfg.data.caption_choice,
                          span_prob=cfg.data.span_prob, span_min_bars=cfg.data.span_min_bars,
-                         span_max_bars=cfg.data.span_max_bars, augment=self.augment)
+                         span_max_bars=cfg.data.span_max_bars, augment=self.augment, views=cfg.data.views,
+                         view_modalities=tuple(m for m in ("audio", "image") if m not in self.cached_media))
         batch = self.train_items.batch(indices, spec=spec, seed=cfg.seed, step=self.step)
         present, ids, groups = self._gather_meta(batch, indices)
         local = rank_rows if info.distributed else None
