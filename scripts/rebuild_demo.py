@@ -1,0 +1,266 @@
+"""Rebuild the demo assets end to end: corpus -> train -> embed -> index -> report, resumable.
+
+    python scripts/rebuild_demo.py OUT                    # 2-core CPU recipe (configs/demo-seq.yaml)
+    python scripts/rebuild_demo.py OUT --gpu              # one GPU (configs/demo-seq-gpu.yaml)
+    python scripts/rebuild_demo.py OUT --corpus data/corpus-bars   # train on a corpus built elsewhere
+    python scripts/rebuild_demo.py OUT --install          # then copy into checkpoints/demo, assets/demo
+
+Every stage is a function over folders under ``OUT`` (the table :data:`STAGES`):
+
+========  ==============================  =================================================
+stage     writes                          skipped when / resumes
+========  ==============================  =================================================
+corpus    ``OUT/corpus/`` (or --corpus)   its ``summary.json`` is there; else the build resumes
+                                          from the pieces it finished (``xmr corpus build``)
+train     ``OUT/run/``                    ``report.json`` and ``checkpoint/`` are there; else
+                                          ``xmr train --resume`` from ``state.pt`` when present
+embed     ``OUT/embeddings/``             ``embeddings.json`` is there; else resumes by chunks
+index     ``OUT/index/``                  ``index.json`` is there (``xmr index build``)
+report    ``OUT/report/``                 ``report.md`` is there (``scripts/demo_report.py``,
+                                          test split, all its candidates)
+========  ==============================  =================================================
+
+Each stage prints its wall time (a skipped one the time it took when it ran, from
+``OUT/stages.json``), then the total. Nothing outside ``OUT`` is written unless ``--install`` is
+given: it copies the checkpoint and the report into ``checkpoints/demo`` and the index and the
+manifest into ``assets/demo`` (binary artefacts are committed only when they improve on the
+bundled ones, so compare ``OUT/report/report.md`` with ``checkpoints/demo/report.md`` first).
+``--set key=value`` overrides the training config (``xmr train --set``); ``--limit`` and
+``--collections`` make a smaller corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CPU_CONFIG = ROOT / "configs" / "demo-seq.yaml"
+GPU_CONFIG = ROOT / "configs" / "demo-seq-gpu.yaml"
+CHECKPOINT_MB, INDEX_MB = 15, 30  # the bundled artefacts' budgets
+
+
+@dataclass
+class Plan:
+    """What one rebuild does: folders and the settings of every stage."""
+
+    out: Path
+    corpus: Path
+    config: Path
+    overrides: list[str] = field(default_factory=list)
+    limit: int | None = None
+    collections: tuple[str, ...] | None = None
+    workers: int = 2
+    index_factory: str = "SQ8"
+    progress: bool = True
+
+    @property
+    def manifest(self) -> Path:
+        return self.corpus / "manifest.parquet"
+
+    @property
+    def run(self) -> Path:
+        return self.out / "run"
+
+    @property
+    def embeddings(self) -> Path:
+        return self.out / "embeddings"
+
+    @property
+    def index(self) -> Path:
+        return self.out / "index"
+
+    @property
+    def report(self) -> Path:
+        return self.out / "report"
+
+
+# ---------------------------------------------------------------- stages: done(plan), run(plan)
+
+def corpus_done(p: Plan) -> bool:
+    return (p.corpus / "summary.json").is_file() and p.manifest.is_file()
+
+
+def corpus_run(p: Plan) -> str:
+    from xmr.data.corpus.build import build_corpus
+
+    if p.corpus != p.out / "corpus":  # another build's folder: never written from here
+        raise SystemExit(f"corpus {p.corpus} is not complete (no summary.json): finish its build "
+                         "(xmr corpus build --out ...) or leave out --corpus to build one under OUT")
+
+    summary = build_corpus(out=p.corpus, limit=p.limit, workers=p.workers, collections=p.collections,
+                           progress=p.progress)
+    return f"{summary.items} items {summary.per_split}"
+
+
+def train_done(p: Plan) -> bool:
+    return (p.run / "report.json").is_file() and (p.run / "checkpoint").is_dir()
+
+
+def train_run(p: Plan) -> str:
+    from xmr.train import dist
+    from xmr.train.config import load_config
+    from xmr.train.loop import train
+
+    cfg = load_config(p.config, [f"data.manifest={p.manifest}", *p.overrides])
+    resume = (p.run / "state.pt").is_file()
+    try:
+        report = train(cfg, out_dir=p.run, resume=resume)
+    finally:
+        dist.cleanup()
+    if report.get("interrupted"):
+        raise SystemExit(f"training stopped at step {report['step']}; run again to resume")
+    return f"{report['steps']} steps{' (resumed)' if resume else ''}, {report['wall_seconds']} s of training"
+
+
+def embed_done(p: Plan) -> bool:
+    return (p.embeddings / "embeddings.json").is_file()
+
+
+def embed_run(p: Plan) -> str:
+    from xmr.index.embed import embed_manifest
+
+    embed_manifest(checkpoint=p.run / "checkpoint", manifest=p.manifest, out=p.embeddings,
+                   progress=p.progress)
+    counts = json.loads((p.embeddings / "embeddings.json").read_text())["counts"]
+    return ", ".join(f"{n} {c}" for c, n in counts.items())
+
+
+def index_done(p: Plan) -> bool:
+    return (p.index / "index.json").is_file()
+
+
+def index_run(p: Plan) -> str:
+    from xmr.index.pipeline import build_indexes
+
+    store = build_indexes(embeddings=p.embeddings, out=p.index, factory=p.index_factory)
+    return ", ".join(f"{name} {info['count']}" for name, info in store.info.items())
+
+
+def report_done(p: Plan) -> bool:
+    return (p.report / "report.md").is_file()
+
+
+def report_run(p: Plan) -> str:
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "demo_report.py"), "--run", str(p.run),
+                    "--manifest", str(p.manifest), "--out", str(p.report)], check=True,
+                   stdout=subprocess.DEVNULL)
+    metrics = json.loads((p.report / "metrics.json").read_text())
+    full = metrics["full captions"]
+    return " ".join(f"{d} MRR {full[d]['MRR']:.3f}" for d in ("audio→image", "image→audio") if d in full)
+
+
+# each stage's folder under OUT (None: the corpus, never removed from here)
+STAGE_OUTPUTS = (lambda p: None, lambda p: p.run, lambda p: p.embeddings, lambda p: p.index,
+                 lambda p: p.report)
+STAGES = (("corpus", corpus_done, corpus_run), ("train", train_done, train_run),
+          ("embed", embed_done, embed_run), ("index", index_done, index_run),
+          ("report", report_done, report_run))
+
+
+def rebuild(p: Plan) -> dict[str, dict]:
+    """Run every stage that is not complete; returns ``{stage: {"seconds", "skipped", "what"}}``
+    and keeps the times in ``OUT/stages.json``."""
+    p.out.mkdir(parents=True, exist_ok=True)
+    log_path = p.out / "stages.json"
+    log = json.loads(log_path.read_text()) if log_path.is_file() else {}
+    result: dict[str, dict] = {}
+    total = 0.0
+    for k, (name, done, run) in enumerate(STAGES):
+        if done(p):
+            before = log.get(name, {})
+            result[name] = {"seconds": 0.0, "skipped": True, "what": before.get("what", "")}
+            earlier = f" (took {before['seconds']:.1f} s when it ran)" if "seconds" in before else ""
+            print(f"[{name}] skip: complete{earlier}", flush=True)
+            continue
+        print(f"[{name}] ...", flush=True)
+        for j in range(k + 1, len(STAGES)):  # built from what this stage is about to change: stale
+            folder = STAGE_OUTPUTS[j](p)
+            if folder is not None and folder.exists():
+                shutil.rmtree(folder)
+                log.pop(STAGES[j][0], None)
+        t0 = time.time()
+        what = run(p)
+        seconds = time.time() - t0
+        total += seconds
+        result[name] = log[name] = {"seconds": round(seconds, 1), "skipped": False, "what": what}
+        log_path.write_text(json.dumps(log, indent=2))
+        print(f"[{name}] {seconds:.1f} s: {what}", flush=True)
+    print(f"total {total:.1f} s this run ({sum(v.get('seconds', 0) for v in log.values()):.1f} s over "
+          f"all stages as they ran)")
+    return result
+
+
+def artefacts(p: Plan) -> list[tuple[Path, Path]]:
+    """(source, destination in the repository) of every artefact ``--install`` copies."""
+    ckpt = p.run / "checkpoint"
+    pairs = [(f, ROOT / "checkpoints" / "demo" / f.name) for f in sorted(ckpt.iterdir()) if f.is_file()]
+    pairs += [(p.report / n, ROOT / "checkpoints" / "demo" / n) for n in ("report.md", "metrics.json")]
+    pairs += [(f, ROOT / "assets" / "demo" / "index" / f.name) for f in sorted(p.index.iterdir())]
+    pairs.append((p.manifest, ROOT / "assets" / "demo" / "manifest.parquet"))
+    return pairs
+
+
+def sizes(p: Plan) -> str:
+    mb = lambda folder: sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20  # noqa: E731
+    ck, ix = mb(p.run / "checkpoint"), mb(p.index)
+    return (f"checkpoint {ck:.1f} MB (budget {CHECKPOINT_MB}){' OVER' if ck > CHECKPOINT_MB else ''}, "
+            f"index {ix:.1f} MB (budget {INDEX_MB}){' OVER' if ix > INDEX_MB else ''}")
+
+
+def install(p: Plan) -> None:
+    for dest in {d.parent for _, d in artefacts(p)}:
+        dest.mkdir(parents=True, exist_ok=True)
+    old_index = ROOT / "assets" / "demo" / "index"
+    if old_index.is_dir():
+        shutil.rmtree(old_index)
+    for src, dest in artefacts(p):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest)
+        print(f"installed {dest.relative_to(ROOT)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path,
+                        help="folder of the rebuild (corpus/, run/, embeddings/, index/, report/)")
+    parser.add_argument("--gpu", action="store_true", help=f"train with {GPU_CONFIG.relative_to(ROOT)}")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="training config (default: the CPU or GPU recipe)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a training config value (repeatable)")
+    parser.add_argument("--corpus", type=Path, default=None, help="corpus folder (default OUT/corpus; built "
+                        "or resumed there)")
+    parser.add_argument("--limit", type=int, default=None, help="corpus items (a balanced sample)")
+    parser.add_argument("--collections", default=None, help="comma-separated corpus collections")
+    parser.add_argument("--workers", type=int, default=2, help="corpus build processes (default 2)")
+    parser.add_argument("--index-factory", default="SQ8", help="FAISS factory of the indexes (default SQ8, "
+                        "as the bundled ones; 'auto' chooses by size)")
+    parser.add_argument("--install", action="store_true", help="copy the artefacts into checkpoints/demo "
+                        "and assets/demo when every stage is complete")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    config = args.config or (GPU_CONFIG if args.gpu else CPU_CONFIG)
+    plan = Plan(out=args.out, corpus=args.corpus or args.out / "corpus", config=config,
+                overrides=args.overrides, limit=args.limit, workers=args.workers,
+                collections=tuple(c for c in args.collections.split(",") if c) if args.collections else None,
+                index_factory=args.index_factory, progress=not args.no_progress)
+    rebuild(plan)
+    print(sizes(plan))
+    if args.install:
+        install(plan)
+    else:
+        print(f"artefacts: checkpoint {plan.run / 'checkpoint'}, index {plan.index}, report "
+              f"{plan.report / 'report.md'}; compare the report with checkpoints/demo/report.md, then "
+              f"install with: python scripts/rebuild_demo.py {args.out} --install ... (same options)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""scripts/rebuild_demo.py: corpus -> train -> embed -> index -> report on a real tiny corpus, with a
+tiny training override; a second run skips every finished stage, a removed output reruns its stage
+and the ones after it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from fixtures_corpus import TINY_COLLECTIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["train.steps=2", "data.batch_size=4", "train.eval_every=0", "train.ckpt_every=0",
+        "train.progress=false", "train.tensorboard=false", "data.val_max_items=2"]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("rebuild_demo", ROOT / "scripts" / "rebuild_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stage_lines(text: str) -> dict[str, str]:
+    return {line.split("]")[0][1:]: line for line in text.splitlines()
+            if line.startswith("[") and not line.endswith("...")}
+
+
+def test_rebuild_runs_every_stage_then_skips_them(tmp_path, capsys):
+    script = _script()
+    out = tmp_path / "demo"
+    argv = [str(out), "--limit", "12", "--collections", ",".join(TINY_COLLECTIONS), "--workers", "1",
+            "--no-progress", *[a for kv in TINY for a in ("--set", kv)]]
+    assert script.main(argv) == 0
+    first = capsys.readouterr().out
+    lines = _stage_lines(first)
+    assert list(lines) == ["corpus", "train", "embed", "index", "report"]
+    assert not any("skip" in line for line in lines.values())
+    assert "12 items" in lines["corpus"] and "2 steps" in lines["train"]
+    assert "audio→image MRR" in lines["report"]
+    assert "total" in first and "checkpoint" in first and "--install" in first
+    for path in ("corpus/manifest.parquet", "corpus/views.parquet", "run/checkpoint/model.safetensors",
+                 "embeddings/embeddings.json", "index/index.json", "index/image.faiss", "report/report.md"):
+        assert (out / path).is_file(), path
+    config = json.loads((out / "run" / "config.json").read_text())
+    assert config["model"]["name"] == "demo-seq" and config["data"]["views"] is True  # the CPU recipe
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "stages.json"}
+    times = json.loads((out / "stages.json").read_text())
+    assert set(times) == {"corpus", "train", "embed", "index", "report"}
+    assert all(t["seconds"] > 0 for t in times.values())
+
+    assert script.main(argv) == 0  # everything is complete: nothing runs, nothing is written
+    second = _stage_lines(capsys.readouterr().out)
+    assert list(second) == list(lines) and all("skip: complete" in line for line in second.values())
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    (out / "index" / "index.json").unlink()  # an incomplete index: it and the report rerun
+    assert script.main(argv) == 0
+    third = _stage_lines(capsys.readouterr().out)
+    assert [s for s, line in third.items() if "skip" in line] == ["corpus", "train", "embed"]
+    assert (out / "index" / "index.json").is_file() and (out / "report" / "report.md").is_file()
+    assert (out / "run" / "checkpoint" / "model.safetensors").stat().st_mtime_ns == \
+        stamps[out / "run" / "checkpoint" / "model.safetensors"]
+
+
+def test_an_unfinished_corpus_elsewhere_is_never_built_into(tmp_path, capsys):
+    script = _script()
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    try:
+        script.main([str(tmp_path / "demo"), "--corpus", str(other), "--no-progress"])
+    except SystemExit as err:
+        assert "not complete" in str(err)
+    else:
+        raise AssertionError("an unfinished corpus must stop the rebuild")
+    assert list(other.iterdir()) == []
