@@ -46,7 +46,7 @@ def test_cli_reports_bad_config(tmp_path, capsys):
 
 
 def test_lr_schedule_warmup_then_cosine():
-    from xmr.train.loop import lr_factor
+    from xmr.train.optim import lr_factor
 
     f = [lr_factor(s, total=110, warmup=10, min_ratio=0.1) for s in range(110)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
@@ -58,7 +58,7 @@ def test_lr_schedule_warmup_then_cosine():
 def test_no_weight_decay_on_norms_biases_temperatures():
     import torch
 
-    from xmr.train.loop import param_groups
+    from xmr.train.optim import param_groups
 
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
     scale = torch.nn.Parameter(torch.zeros(()))
@@ -69,7 +69,7 @@ def test_no_weight_decay_on_norms_biases_temperatures():
 
 
 def test_random_sampler_epochs_and_resume():
-    from xmr.train.loop import RandomBatchSampler
+    from xmr.train.sampler import RandomBatchSampler
 
     s = RandomBatchSampler(10, 4, seed=3)
     first = [s.next_batch() for _ in range(2)]

@@ -27,7 +27,6 @@ bit-for-bit (tests/test_train_resume.py). The final model is exported with
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from contextlib import nullcontext
@@ -38,85 +37,13 @@ import numpy as np
 
 from xmr.errors import InputError
 from xmr.train.config import TrainConfig
+from xmr.train.optim import lr_factor, param_groups
+from xmr.train.sampler import RandomBatchSampler
 
 MODALITY_ORDER = ("audio", "image", "text")
 
 
 # ----------------------------------------------------------------------------- small pieces
-def param_groups(named_params, weight_decay: float, *, lr: float | None = None,
-                 backbone_lr_scale: float = 1.0) -> list[dict[str, Any]]:
-    """AdamW groups: no weight decay on norms, biases, temperatures (1-D tensors, scalars); with
-    ``backbone_lr_scale`` != 1 the towers' parameters (``towers.*``) get ``lr * backbone_lr_scale``."""
-    decay, no_decay, bb_decay, bb_no_decay = [], [], [], []
-    for name, p in named_params:
-        if not p.requires_grad:
-            continue
-        lname = name.lower()
-        flat = p.ndim < 2 or "temperature" in lname or "logit_scale" in lname or "norm" in lname
-        backbone = backbone_lr_scale != 1.0 and name.startswith("towers.")
-        ((bb_no_decay if backbone else no_decay) if flat else (bb_decay if backbone else decay)).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if bb_decay or bb_no_decay:
-        if lr is None:
-            raise InputError("param_groups: a backbone_lr_scale needs the base lr")
-        low = lr * backbone_lr_scale
-        groups += [{"params": bb_decay, "weight_decay": weight_decay, "lr": low},
-                   {"params": bb_no_decay, "weight_decay": 0.0, "lr": low}]
-    return groups
-
-
-def lr_factor(step: int, *, total: int, warmup: int, min_ratio: float) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine decay from 1 to ``min_ratio`` at ``total``."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    span = max(1, total - warmup)
-    progress = min(1.0, (step - warmup) / span)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-class RandomBatchSampler:
-    """Global batches of distinct indices: a fresh permutation per epoch (seeded by ``(seed, epoch)``),
-    the last incomplete batch dropped. State is ``(epoch, position)`` so resume is exact.
-
-    Example:
-        >>> s = RandomBatchSampler(10, 4, seed=0); len(s.next_batch())
-        4
-    """
-
-    def __init__(self, num_items: int, batch_size: int, *, seed: int = 0):
-        if num_items < batch_size:
-            raise InputError(f"batch size {batch_size} is larger than the {num_items} training items")
-        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
-        self.epoch, self.position = 0, 0
-        self._order = self._permutation(0)
-
-    def _permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(self.num_items)
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return self.num_items // self.batch_size
-
-    def next_batch(self) -> tuple[list[int], bool]:
-        """The next global batch and whether it closes an epoch."""
-        start = self.position * self.batch_size
-        batch = self._order[start:start + self.batch_size].tolist()
-        self.position += 1
-        ended = self.position >= self.batches_per_epoch
-        if ended:
-            self.epoch += 1
-            self.position = 0
-            self._order = self._permutation(self.epoch)
-        return batch, ended
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        self._order = self._permutation(self.epoch)
-
-
 def _caption_groups(texts: list[str]):
     """Integer group ids of caption strings (equal captions -> equal ids), stable across processes."""
     import hashlib
