@@ -246,9 +246,19 @@ def main(argv: list[str] | None = None) -> int:
                         "and assets/demo when every stage is complete")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    config = args.config or (GPU_CONFIG if args.gpu else CPU_CONFIG)
-    plan = Plan(out=args.out, corpus=args.corpus or args.out / "corpus", config=config,
-                overrides=args.overrides, limit=args.limit, workers=args.workers,
+    # a later call on the same OUT (to resume, or --install) keeps the corpus and the training
+    # settings of the first one unless it names others
+    saved_path = args.out / "plan.json"
+    saved = json.loads(saved_path.read_text()) if saved_path.is_file() else {}
+    corpus = args.corpus or Path(saved.get("corpus", args.out / "corpus"))
+    config = args.config or (GPU_CONFIG if args.gpu else Path(saved["config"]) if "config" in saved
+                             else CPU_CONFIG)
+    overrides = args.overrides or ([] if args.config or args.gpu else saved.get("overrides", []))
+    args.out.mkdir(parents=True, exist_ok=True)
+    saved_path.write_text(json.dumps({"corpus": str(corpus), "config": str(config), "overrides": overrides},
+                                     indent=2))
+    plan = Plan(out=args.out, corpus=corpus, config=config,
+                overrides=overrides, limit=args.limit, workers=args.workers,
                 collections=tuple(c for c in args.collections.split(",") if c) if args.collections else None,
                 index_factory=args.index_factory, progress=not args.no_progress)
     rebuild(plan)
