@@ -21,9 +21,9 @@ Example::
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from xmr import MODALITIES
@@ -55,9 +55,11 @@ class Labelling:
     def __init__(self, service: RetrievalService):
         self.service = service
         self._lock = threading.Lock()
-        self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xmr-render-ahead")
+        # one daemon thread renders what is queued: a stopping app does not wait for the backlog
+        self._ahead: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self._queued: set[tuple[str, str]] = set()  # (item, modality) waiting or rendering
         self._queued_lock = threading.Lock()
+        self._renderer: threading.Thread | None = None
 
     def render_ahead(self, items: Iterable[Any]) -> int:
         """Render the audio and image of these pool items (``item_id`` attributes) in the background,
@@ -72,8 +74,18 @@ class Labelling:
                         self._queued.add(key)
                         todo.append(key)
         for key in todo:
-            self._ahead.submit(self._render, key)
+            self._ahead.put(key)
+        if todo:
+            with self._queued_lock:
+                if self._renderer is None:
+                    self._renderer = threading.Thread(target=self._render_loop, name="xmr-render-ahead",
+                                                      daemon=True)
+                    self._renderer.start()
         return len(todo)
+
+    def _render_loop(self) -> None:
+        while True:
+            self._render(self._ahead.get())
 
     def _render(self, key: tuple[str, str]) -> None:
         try:
