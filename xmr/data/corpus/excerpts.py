@@ -26,12 +26,13 @@ class ExcerptError(Exception):
     """A piece or excerpt that cannot be used; the message is the reason counted in the summary."""
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=1)
 def load_piece(source: str, number: int | None = None):
     """Parse corpus file ``source`` (tune ``number`` of a multi-tune ABC file) into a Score.
 
-    Cached per process: a worker cuts all excerpts of a piece from one parse. Callers must not
-    mutate the result (:func:`make_excerpt` copies).
+    The last parse is kept per process: an item's image and audio rendered one after the other
+    share it, and a long-running app holds one parsed score, not several (a big one is tens of MB).
+    Callers must not mutate the result (:func:`make_excerpt` copies).
     """
     from music21 import converter, stream
 
