@@ -84,6 +84,18 @@ def clips(manifest: Path, tmp: Path, n: int, rng: random.Random) -> tuple[list[P
     return audio, images
 
 
+def search(client, *, audio=None, image=None, text: str = "", w_image: float = 1.0, targets, k: int):
+    """One ``/search`` call of the page (audio, image, text, their weights, targets, k); its results."""
+    from gradio_client import handle_file
+
+    results, _ = client.predict(
+        None if audio is None else handle_file(str(audio)),
+        None if image is None else handle_file(str(image)),
+        text, 1.0, w_image, 1.0, targets, k, api_name="/search",
+    )
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=300)
@@ -97,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    from gradio_client import Client, handle_file
+    from gradio_client import Client
 
     from xmr import paths
 
@@ -123,43 +135,14 @@ def main(argv: list[str] | None = None) -> int:
                 hit = rng.choice(last)
                 client.predict(hit["item_id"], rng.choice(["audio", "image", "text"]), api_name="/use_item")
             if kind in ("text", "use"):
-                results, _ = client.predict(None, None, text, 1.0, 1.0, 1.0, targets, k, api_name="/search")
+                results = search(client, text=text, targets=targets, k=k)
             elif kind == "audio":
-                results, _ = client.predict(
-                    handle_file(str(rng.choice(audio))),
-                    None,
-                    "",
-                    1.0,
-                    1.0,
-                    1.0,
-                    targets,
-                    k,
-                    api_name="/search",
-                )
+                results = search(client, audio=rng.choice(audio), targets=targets, k=k)
             elif kind == "image":
-                results, _ = client.predict(
-                    None,
-                    handle_file(str(rng.choice(images))),
-                    "",
-                    1.0,
-                    1.0,
-                    1.0,
-                    targets,
-                    k,
-                    api_name="/search",
-                )
+                results = search(client, image=rng.choice(images), targets=targets, k=k)
             else:
-                results, _ = client.predict(
-                    None,
-                    handle_file(str(rng.choice(images))),
-                    text,
-                    1.0,
-                    0.5,
-                    1.0,
-                    targets,
-                    k,
-                    api_name="/search",
-                )
+                results = search(client, image=rng.choice(images), text=text, w_image=0.5,
+                                 targets=targets, k=k)
             counts[kind] += 1
             last = results or last
             client.predict(results, api_name="/show_results")

@@ -12,6 +12,8 @@ from pathlib import Path
 from fixtures_models import TINY_WORDS
 
 SAMPLE_RATE = 16000
+# One transformer layer, 32 wide: every tiny tower's encoder size.
+TINY_LAYERS = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
 
 
 def _tokenizer(folder: Path) -> int:
@@ -49,10 +51,7 @@ def write_tiny_clap(folder: Path, *, seed: int = 0, seconds: float = 1.0) -> Pat
     )
     text = transformers.ClapTextConfig(
         vocab_size=n_vocab,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
+        **TINY_LAYERS,
         max_position_embeddings=130,
         projection_dim=16,
         pad_token_id=0,
@@ -80,10 +79,7 @@ def write_tiny_ast(folder: Path, *, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     cfg = transformers.ASTConfig(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
+        **TINY_LAYERS,
         num_mel_bins=16,
         max_length=100,
     )
@@ -101,10 +97,7 @@ def write_tiny_wav2vec2(folder: Path, *, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     cfg = transformers.Wav2Vec2Config(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
+        **TINY_LAYERS,
         conv_dim=(16, 16),
         conv_stride=(5, 4),
         conv_kernel=(10, 4),
@@ -125,20 +118,14 @@ def write_tiny_clip(folder: Path, *, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     n_vocab = _tokenizer(folder)
     vision = transformers.CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
+        **TINY_LAYERS,
         image_size=32,
         patch_size=8,
         projection_dim=16,
     )
     text = transformers.CLIPTextConfig(
         vocab_size=n_vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
+        **TINY_LAYERS,
         max_position_embeddings=128,
         projection_dim=16,
         pad_token_id=0,
@@ -163,19 +150,13 @@ def write_tiny_siglip(folder: Path, *, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     n_vocab = _tokenizer(folder)
     vision = transformers.SiglipVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
+        **TINY_LAYERS,
         image_size=32,
         patch_size=8,
     )
     text = transformers.SiglipTextConfig(
         vocab_size=n_vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
+        **TINY_LAYERS,
         max_position_embeddings=64,
     )
     torch.manual_seed(seed)
