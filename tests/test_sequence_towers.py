@@ -139,14 +139,16 @@ def test_an_item_alone_and_padded_in_a_batch_gives_the_same_embedding(pooling):
     np.testing.assert_allclose(np.linalg.norm(both, axis=1), 1.0, rtol=1e-5)
 
 
-def test_the_registered_demo_seq_masks_padding_at_full_size():
+@pytest.mark.parametrize("name", ["demo-seq", "demo-seq-lite"])
+def test_the_registered_demo_seq_masks_padding_at_full_size(name):
+    # demo-seq-lite's stride-2 first convolution on odd widths: ceil(width / 2) valid columns
     torch.manual_seed(0)
-    model = create_model("demo-seq", text=None).eval()
+    model = create_model(name, text=None).eval()
     rng = np.random.default_rng(1)
-    short, long = (rng.standard_normal(int(s * SR)).astype(np.float32) * 0.1 for s in (2.0, 6.0))
+    short, long = (rng.standard_normal(int(s * SR)).astype(np.float32) * 0.1 for s in (2.03, 6.0))
     np.testing.assert_allclose(model.encode("audio", [short])[0], model.encode("audio", [long, short])[1],
                                atol=1e-5)
-    narrow = Image.fromarray((rng.random((256, 200)) * 255).astype(np.uint8))
+    narrow = Image.fromarray((rng.random((256, 201)) * 255).astype(np.uint8))
     wide = Image.fromarray((rng.random((256, 600)) * 255).astype(np.uint8))
     np.testing.assert_allclose(model.encode("image", [narrow])[0], model.encode("image", [wide, narrow])[1],
                                atol=1e-5)
@@ -171,8 +173,11 @@ def test_height_and_frequency_are_folded_not_averaged():
 
 def test_demo_seq_models_are_registered_with_pitch_preprocessing():
     names = list_models()
-    for name in ("demo-seq", "demo-seq-attn", "demo-seq-cqt", "demo", "demo-small"):
+    for name in ("demo-seq", "demo-seq-attn", "demo-seq-cqt", "demo-seq-lite", "demo", "demo-small"):
         assert name in names
+    lite = get_model_config("demo-seq-lite")
+    assert lite.image.options["stem_stride"] == 2 and lite.image_preprocessing.size[0] == 256
+    assert lite.spectrogram.hop_length / lite.sample_rate <= 0.05
     model = create_model("demo-seq", text=None)
     cfg = model.config
     assert get_model_config("demo-seq").text.kind == "hf_text"

@@ -99,9 +99,9 @@ class MaskedBatchNorm(nn.Module):
 
 
 class _ConvBN(nn.Module):
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
         self.bn = MaskedBatchNorm(cout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -125,6 +125,9 @@ class SequenceCNN(nn.Module):
         blocks: conv widths per block, each block followed by a max-pool (default 24-24, 48-48,
             96-96, 96-96 as Dorfer et al. 2018).
         pool_rows / pool_steps: pool factor per block along rows / steps (default 2 each).
+        stem_stride: stride of the very first convolution along both axes (default 1): 2 reads a
+            256-px score at full resolution (staff lines about 6 px apart) at the cost of a
+            128-px one for everything after the first layer.
         fold_dim: width of the linear layer after the fold (default 256).
         hidden: GRU hidden size per direction (default 128).
         dropout: dropout on the folded sequence (default 0.1).
@@ -138,7 +141,7 @@ class SequenceCNN(nn.Module):
         super().__init__()
         opt = dict(cfg.options)
         unknown = set(opt) - {"rows", "blocks", "pool_rows", "pool_steps", "fold_dim", "hidden", "dropout",
-                              "input_norm"}
+                              "input_norm", "stem_stride"}
         if unknown:
             raise InputError(f"seq_cnn: unknown options {sorted(unknown)}")
         if "rows" not in opt:
@@ -156,15 +159,18 @@ class SequenceCNN(nn.Module):
             raise InputError(f"seq_cnn input_norm must be rows or channels, got {self.input_norm!r}")
         self.rows = rows
         self.bn0 = MaskedBatchNorm(rows if self.input_norm == "rows" else in_chans)
-        layers, cin = [], in_chans
+        self.stem_stride = int(opt.get("stem_stride", 1))
+        if self.stem_stride < 1:
+            raise InputError(f"seq_cnn: stem_stride must be at least 1, got {self.stem_stride}")
+        layers, cin, stride = [], in_chans, self.stem_stride
         for block in blocks:
             convs = nn.ModuleList()
             for c in block:
-                convs.append(_ConvBN(cin, c))
-                cin = c
+                convs.append(_ConvBN(cin, c, stride))
+                cin, stride = c, 1
             layers.append(convs)
         self.blocks = nn.ModuleList(layers)
-        out_rows = rows
+        out_rows = -(-rows // self.stem_stride)
         for p in self.pool_rows:
             out_rows //= p
         if out_rows < 1:
@@ -173,7 +179,7 @@ class SequenceCNN(nn.Module):
         self.fold = nn.Linear(cin * out_rows, fold_dim)
         self.dropout = nn.Dropout(float(opt.get("dropout", 0.1)))
         self.pooling = cfg.pooling
-        self.min_steps = math.prod(self.pool_steps)
+        self.min_steps = math.prod(self.pool_steps) * self.stem_stride
         if self.pooling == "gru":
             hidden = int(opt.get("hidden", 128))
             self.rnn = nn.GRU(fold_dim, hidden, batch_first=True, bidirectional=True)
@@ -185,7 +191,7 @@ class SequenceCNN(nn.Module):
 
     def step_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Valid steps of the sequence the pooling reads, per item (input lengths through the pools)."""
-        out = lengths.clone()
+        out = -(-lengths // self.stem_stride)
         for p in self.pool_steps:
             out = torch.clamp(out // p, min=1)
         return out
@@ -206,6 +212,9 @@ class SequenceCNN(nn.Module):
             x = self.bn0(x, mask) * mask
         for convs, pr, ps in zip(self.blocks, self.pool_rows, self.pool_steps, strict=True):
             for conv in convs:
+                if conv.conv.stride[0] > 1:  # the strided stem: ceil(length / stride) valid steps
+                    lengths = -(-lengths // conv.conv.stride[0])
+                    mask = step_mask(lengths, -(-x.shape[-1] // conv.conv.stride[0]), x.dtype)
                 x = conv(x, mask)
             x = nn.functional.max_pool2d(x, (pr, ps))
             lengths = torch.clamp(lengths // ps, min=1)
