@@ -1,6 +1,6 @@
 """Rebuild the demo assets end to end: corpus -> train -> embed -> index -> report, resumable.
 
-    python scripts/rebuild_demo.py OUT                    # 2-core CPU recipe (configs/demo-seq.yaml)
+    python scripts/rebuild_demo.py OUT                    # 2-core CPU recipe (configs/demo-seq-lite.yaml)
     python scripts/rebuild_demo.py OUT --gpu              # one GPU (configs/demo-seq-gpu.yaml)
     python scripts/rebuild_demo.py OUT --corpus data/corpus-bars   # train on a corpus built elsewhere
     python scripts/rebuild_demo.py OUT --install          # then copy into checkpoints/demo, assets/demo
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CPU_CONFIG = ROOT / "configs" / "demo-seq.yaml"
+CPU_CONFIG = ROOT / "configs" / "demo-seq-lite.yaml"
 GPU_CONFIG = ROOT / "configs" / "demo-seq-gpu.yaml"
 CHECKPOINT_MB, INDEX_MB = 15, 30  # the bundled artefacts' budgets
 

@@ -46,7 +46,8 @@ def test_rebuild_runs_every_stage_then_skips_them(tmp_path, capsys):
                  "embeddings/embeddings.json", "index/index.json", "index/image.faiss", "report/report.md"):
         assert (out / path).is_file(), path
     config = json.loads((out / "run" / "config.json").read_text())
-    assert config["model"]["name"] == "demo-seq" and config["data"]["views"] is True  # the CPU recipe
+    assert config["model"]["name"] == "demo-seq-lite" and config["data"]["views"] is True  # the CPU recipe
+    assert config["data"]["augment"] == "real"
     logs = ("stages.json", "plan.json")  # rewritten by every call
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name not in logs}
     times = json.loads((out / "stages.json").read_text())
