@@ -84,6 +84,36 @@ def table(block: dict) -> list[str]:
     return lines
 
 
+CURVE_DIRECTIONS = ("audio→image", "image→audio", "text→audio")
+
+
+def learning_curve(run: Path, config: dict) -> list[str]:
+    """The run's learning curve from ``log.jsonl``: the mean training loss of the steps up to each
+    validation and that validation's MRR (its candidates: ``data.val_max_items`` of the val split)."""
+    log = run / "log.jsonl"
+    if not log.is_file():
+        return []
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    vals = [r for r in rows if r.get("kind") == "val"]
+    if not vals:
+        return []
+    train = [r for r in rows if r.get("kind") == "train" and "loss" in r]
+    cap = config.get("data", {}).get("val_max_items", "?")
+    lines = ["## Learning curve", "",
+             f"Validation on at most {cap} items of the val split "
+             "(every one a candidate); training loss = the mean over the steps since the previous row.", "",
+             "| step | train loss | " + " | ".join(f"{d} MRR" for d in CURVE_DIRECTIONS) + " |",
+             "|---:|---:|" + "---:|" * len(CURVE_DIRECTIONS)]
+    last = 0
+    for v in vals:
+        window = [r["loss"] for r in train if last < r["step"] <= v["step"]]
+        loss = f"{sum(window) / len(window):.2f}" if window else "–"
+        mrr = [f"{v[f'{d}/MRR']:.3f}" if f"{d}/MRR" in v else "–" for d in CURVE_DIRECTIONS]
+        lines.append(f"| {v['step']} | {loss} | " + " | ".join(mrr) + " |")
+        last = v["step"]
+    return [*lines, ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="training run folder (checkpoint/, report.json, ...)")
@@ -125,6 +155,7 @@ def main() -> None:
     ]
     if "unseen soundfont" in results:
         lines += ["## Audio rendered with the unseen soundfont", "", *table(results["unseen soundfont"]), ""]
+    lines += learning_curve(run, config)
     lines += ["## Training configuration", "", "```json", json.dumps(config, indent=2), "```", ""]
     (out / "report.md").write_text("\n".join(lines))
     print("\n".join(lines[:40]))
