@@ -126,6 +126,9 @@ def main() -> None:
     results = evaluate(run / "checkpoint", Path(args.manifest), args.split, run / "cache")
     train = json.loads((run / "report.json").read_text())
     config = json.loads((run / "config.json").read_text())
+    # a model built by name keeps its window in the checkpoint's model config, not in the run's
+    stored = json.loads((run / "checkpoint" / "config.json").read_text()).get("model", {})
+    window = config["model"].get("audio_window_seconds", stored.get("audio_window_seconds", "?"))
     out.mkdir(parents=True, exist_ok=True)
 
     def clean(x):
@@ -143,7 +146,7 @@ def main() -> None:
         f"- training wall time: {train['wall_seconds'] / 60:.1f} min, {train['processes']} process(es) on "
         f"{train['device']} ({_cpu_name()}, 2 cores shared with other work)",
         f"- evaluation: split `{args.split}`, {results['items']} items; audio = mean of the model's "
-        f"{config['model'].get('audio_window_seconds', '?')} s windows with 50% overlap; for a text side "
+        f"{window} s windows with 50% overlap; for a text side "
         "every item with the same caption string is relevant (captions repeat: "
         f"{results['unique captions']['full']} distinct full and "
         f"{results['unique captions']['content-only']} distinct content-only captions); chance = expected "
