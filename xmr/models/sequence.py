@@ -55,6 +55,11 @@ def left_align(images: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _ceil_div(n, d: int):
+    """``ceil(n / d)`` for ints and integer tensors: the valid steps left after a stride-``d`` conv."""
+    return -(-n // d)
+
+
 def step_mask(lengths: torch.Tensor, steps: int, dtype: torch.dtype) -> torch.Tensor:
     """``(B, 1, 1, steps)`` mask, 1 before each item's length and 0 after."""
     idx = torch.arange(steps, device=lengths.device)
@@ -101,6 +106,7 @@ class MaskedBatchNorm(nn.Module):
 class _ConvBN(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__()
+        self.stride = stride
         self.conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
         self.bn = MaskedBatchNorm(cout)
 
@@ -170,7 +176,7 @@ class SequenceCNN(nn.Module):
                 cin, stride = c, 1
             layers.append(convs)
         self.blocks = nn.ModuleList(layers)
-        out_rows = -(-rows // self.stem_stride)
+        out_rows = _ceil_div(rows, self.stem_stride)
         for p in self.pool_rows:
             out_rows //= p
         if out_rows < 1:
@@ -191,7 +197,7 @@ class SequenceCNN(nn.Module):
 
     def step_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Valid steps of the sequence the pooling reads, per item (input lengths through the pools)."""
-        out = -(-lengths // self.stem_stride)
+        out = _ceil_div(lengths, self.stem_stride)
         for p in self.pool_steps:
             out = torch.clamp(out // p, min=1)
         return out
@@ -212,9 +218,9 @@ class SequenceCNN(nn.Module):
             x = self.bn0(x, mask) * mask
         for convs, pr, ps in zip(self.blocks, self.pool_rows, self.pool_steps, strict=True):
             for conv in convs:
-                if conv.conv.stride[0] > 1:  # the strided stem: ceil(length / stride) valid steps
-                    lengths = -(-lengths // conv.conv.stride[0])
-                    mask = step_mask(lengths, -(-x.shape[-1] // conv.conv.stride[0]), x.dtype)
+                if conv.stride > 1:  # the strided stem
+                    lengths = _ceil_div(lengths, conv.stride)
+                    mask = step_mask(lengths, _ceil_div(x.shape[-1], conv.stride), x.dtype)
                 x = conv(x, mask)
             x = nn.functional.max_pool2d(x, (pr, ps))
             lengths = torch.clamp(lengths // ps, min=1)
