@@ -61,6 +61,29 @@ def test_interrupt_and_resume_reproduces_weights(tiny_manifest, tmp_path):
     assert any(rec.get("kind") == "val" and "audio→image/MRR" in rec for rec in logs)
 
 
+def test_resume_after_a_kill_logs_each_step_once(tiny_manifest, tmp_path):
+    """A run killed after its last checkpoint logged more steps; resuming redoes them, logged once."""
+    import shutil
+
+    from xmr.train.loop import train
+
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    full = tmp_path / "full"
+    train(_cfg(tiny_manifest, cache), out_dir=full)
+    train(_cfg(tiny_manifest, cache), out_dir=out, stop_after=3)
+    shutil.copy(out / "state.pt", tmp_path / "state-3.pt")
+    train(_cfg(tiny_manifest, cache), out_dir=out, resume=True, stop_after=2)  # steps 4-5 logged
+    shutil.copy(tmp_path / "state-3.pt", out / "state.pt")  # as if killed before a step-5 checkpoint
+    train(_cfg(tiny_manifest, cache), out_dir=out, resume=True)
+
+    def steps(folder):
+        rows = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+        return [(r["kind"], r["step"]) for r in rows]
+
+    assert steps(out) == steps(full)
+    assert len(set(steps(out))) == len(steps(out))
+
+
 def test_resume_refuses_a_different_model(tiny_manifest, tmp_path):
     from xmr.errors import InputError
     from xmr.train.loop import train

@@ -20,7 +20,8 @@ One optimizer step:
 
 Checkpoints (``OUT/state.pt``, written to a temporary file then renamed) hold the model, optimizer,
 scaler, scheduler, sampler, loss memories (XBM/SCFEM) and RNG states; ``resume=True`` continues
-bit-for-bit (tests/test_train_resume.py). The final model is exported with
+bit-for-bit (tests/test_train_resume.py), and ``log.jsonl`` is cut back to the checkpoint's history
+(a killed run's later rows are logged again as the steps are redone). The final model is exported with
 :func:`xmr.models.checkpoint.save_checkpoint` to ``OUT/checkpoint`` with a training report.
 """
 
@@ -480,6 +481,10 @@ class Trainer:
         if resume:
             if self.state_path.exists():
                 self.load_state()
+                if info.is_main:  # rows a killed run logged after its last checkpoint are redone: drop them
+                    log, tmp = self.out / "log.jsonl", self.out / "log.jsonl.tmp"
+                    tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history), encoding="utf-8")
+                    tmp.replace(log)
             elif info.is_main:
                 print(f"xmr train: nothing to resume in {self.out}, starting fresh")
         elif info.is_main and self.state_path.exists():
