@@ -47,7 +47,7 @@ def evaluate(checkpoint: Path, manifest: Path, split: str, cache: Path) -> dict:
     items = ItemStore.from_manifest(manifest, split=split, sample_rate=pre["sample_rate"],
                                     image_size=pre["image_size"], image_mode=pre["image_mode"],
                                     image_resize=pre["image_resize"], cache_dir=cache, progress=True)
-    results: dict = {"split": split, "items": len(items)}
+    results: dict = {"split": split, "items": len(items), "audio window seconds": model.audio_window_seconds}
     emb_full = embed_items(adapter, items, caption_index=0)
     texts_full = [caption_of(items, i, 0) for i in range(len(items))]
     results["full captions"] = score_items(emb_full, texts=texts_full)
@@ -126,9 +126,6 @@ def main() -> None:
     results = evaluate(run / "checkpoint", Path(args.manifest), args.split, run / "cache")
     train = json.loads((run / "report.json").read_text())
     config = json.loads((run / "config.json").read_text())
-    # a model built by name keeps its window in the checkpoint's model config, not in the run's
-    stored = json.loads((run / "checkpoint" / "config.json").read_text()).get("model", {})
-    window = config["model"].get("audio_window_seconds", stored.get("audio_window_seconds", "?"))
     out.mkdir(parents=True, exist_ok=True)
 
     def clean(x):
@@ -146,7 +143,7 @@ def main() -> None:
         f"- training wall time: {train['wall_seconds'] / 60:.1f} min, {train['processes']} process(es) on "
         f"{train['device']} ({_cpu_name()}, 2 cores shared with other work)",
         f"- evaluation: split `{args.split}`, {results['items']} items; audio = mean of the model's "
-        f"{window} s windows with 50% overlap; for a text side "
+        f"{results['audio window seconds']} s windows with 50% overlap; for a text side "
         "every item with the same caption string is relevant (captions repeat: "
         f"{results['unique captions']['full']} distinct full and "
         f"{results['unique captions']['content-only']} distinct content-only captions); chance = expected "

@@ -460,6 +460,15 @@ class Trainer:
                 if k not in ("step", "kind") and isinstance(v, (int, float)):
                     self._tb.add_scalar(f"{record.get('kind', 'train')}/{k}", v, record["step"])
 
+    def _cut_log_to_history(self) -> None:
+        """Rewrite ``log.jsonl`` as the restored history: the rows a killed run logged after its last
+        checkpoint are dropped, since those steps are redone and logged again."""
+        if not self.info.is_main:
+            return
+        tmp = self.out / "log.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history), encoding="utf-8")
+        tmp.replace(self.out / "log.jsonl")
+
     def evaluate(self) -> dict[str, float]:
         """Validation metrics per direction (R@1/5/10, MRR, MedR) on the main process's copy."""
         from xmr.train.evaluate import evaluate_items
@@ -481,10 +490,7 @@ class Trainer:
         if resume:
             if self.state_path.exists():
                 self.load_state()
-                if info.is_main:  # rows a killed run logged after its last checkpoint are redone: drop them
-                    log, tmp = self.out / "log.jsonl", self.out / "log.jsonl.tmp"
-                    tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history), encoding="utf-8")
-                    tmp.replace(log)
+                self._cut_log_to_history()
             elif info.is_main:
                 print(f"xmr train: nothing to resume in {self.out}, starting fresh")
         elif info.is_main and self.state_path.exists():
