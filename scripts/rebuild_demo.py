@@ -234,6 +234,10 @@ def install(p: Plan) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest)
         print(f"installed {dest.relative_to(ROOT)}")
+    # the index names the checkpoint that embeds its queries: the installed one, not the run's
+    from xmr.index.pipeline import record_checkpoint
+
+    record_checkpoint(ROOT / "assets" / "demo" / "index", ROOT / "checkpoints" / "demo")
 
 
 def main(argv: list[str] | None = None) -> int:

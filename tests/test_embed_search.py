@@ -111,6 +111,30 @@ def test_index_build_and_search_from_the_shell(embedded, tiny_checkpoint, tiny_c
     assert got and set(got) <= ids
 
 
+def test_a_copied_index_records_its_copied_checkpoint(embedded, tiny_checkpoint, tiny_corpus, tmp_path,
+                                                       capsys):
+    from xmr.data.manifest import read_manifest
+    from xmr.index.pipeline import record_checkpoint
+
+    built = tmp_path / "run" / "index"
+    assert main(["index", "build", "--embeddings", str(embedded), "--out", str(built)]) == 0
+    index, ckpt = tmp_path / "assets" / "demo" / "index", tmp_path / "checkpoints" / "demo"
+    shutil.copytree(built, index)
+    shutil.copytree(tiny_checkpoint, ckpt)
+    item = read_manifest(tiny_corpus).iloc[2]
+    query = ["search", "--index", str(index), "--audio", str(item["audio"]), "--target", "audio", "--json"]
+    assert main(query) != 0  # the copy still names the original checkpoint's relative place
+    before = json.loads((index / "index.json").read_text())
+    record_checkpoint(index, ckpt)
+    after = json.loads((index / "index.json").read_text())
+    assert after["checkpoint"] == "../../../checkpoints/demo"
+    assert {k: v for k, v in after.items() if k != "checkpoint"} == {
+        k: v for k, v in before.items() if k != "checkpoint"}
+    capsys.readouterr()
+    assert main(query) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["id"] == item["id"]
+
+
 def test_mismatched_checkpoint_and_index_are_refused(embedded, tiny_checkpoint, tmp_path, capsys):
     index = tmp_path / "index"
     assert main(["index", "build", "--embeddings", str(embedded), "--out", str(index)]) == 0

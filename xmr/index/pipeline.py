@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -81,6 +82,17 @@ def build_indexes(
                              extra=extra_doc)
     store.save(out)
     return store
+
+
+def record_checkpoint(index: str | Path, checkpoint: str | Path) -> None:
+    """Record ``checkpoint`` in ``index/index.json`` as the folder whose model embeds its queries
+    (relative to the index), e.g. after both were copied elsewhere; the rest of the file is kept."""
+    folder = Path(index)
+    doc = json.loads((folder / "index.json").read_text())
+    doc["checkpoint"] = _relative(str(checkpoint), folder)
+    tmp = folder / ".index.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, folder / "index.json")
 
 
 def _relative(path: str, base: Path) -> str:
