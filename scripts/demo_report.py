@@ -1,7 +1,10 @@
 """Evaluate a trained checkpoint on a manifest split and write its training report (Markdown + JSON).
 
     python scripts/demo_report.py --run runs/demo --manifest data/corpus/manifest.parquet \\
-        --out checkpoints/demo
+        --out checkpoints/demo [--text-run runs/demo-text]
+
+With ``--text-run`` (scripts/rebuild_demo.py's text stage: the text head refitted on top of
+``--run``) that run's checkpoint is the one evaluated, and its steps and config are reported too.
 
 Every direction between audio, image and text is scored, text with both caption styles (full and
 content-only), and audio also as rendered with the soundfont training never saw (the manifest's
@@ -121,9 +124,12 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--out", required=True, help="where report.md and metrics.json go")
     parser.add_argument("--note", default="", help="a paragraph added to the report")
+    parser.add_argument("--text-run", default=None, help="a text-head refit of --run: its checkpoint is "
+                        "evaluated")
     args = parser.parse_args()
     run, out = Path(args.run), Path(args.out)
-    results = evaluate(run / "checkpoint", Path(args.manifest), args.split, run / "cache")
+    text_run = Path(args.text_run) if args.text_run else None
+    results = evaluate((text_run or run) / "checkpoint", Path(args.manifest), args.split, run / "cache")
     train = json.loads((run / "report.json").read_text())
     config = json.loads((run / "config.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
@@ -157,6 +163,16 @@ def main() -> None:
         lines += ["## Audio rendered with the unseen soundfont", "", *table(results["unseen soundfont"]), ""]
     lines += learning_curve(run, config)
     lines += ["## Training configuration", "", "```json", json.dumps(config, indent=2), "```", ""]
+    if text_run is not None:
+        refit = json.loads((text_run / "report.json").read_text())
+        refit_config = json.loads((text_run / "config.json").read_text())
+        lines += ["## Text head refit (the evaluated checkpoint)", "",
+                  f"The text head alone trained again on top of the checkpoint above, its audio and image "
+                  f"towers and heads frozen: {refit['steps']} steps of {refit['global_batch']} in "
+                  f"{refit['wall_seconds'] / 60:.1f} min of steps, after the frozen towers' features of "
+                  "every training item were computed once.", "",
+                  "```json", json.dumps({k: refit_config[k] for k in ("data", "optim", "train")}, indent=2),
+                  "```", ""]
     (out / "report.md").write_text("\n".join(lines))
     print("\n".join(lines[:40]))
 

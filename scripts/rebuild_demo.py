@@ -1,4 +1,4 @@
-"""Rebuild the demo assets end to end: corpus -> train -> embed -> index -> report, resumable.
+"""Rebuild the demo assets end to end: corpus -> train -> text -> embed -> index -> report, resumable.
 
     python scripts/rebuild_demo.py OUT                    # 2-core CPU recipe (configs/demo-seq-lite.yaml)
     python scripts/rebuild_demo.py OUT --gpu              # one GPU (configs/demo-seq-gpu.yaml)
@@ -14,6 +14,10 @@ corpus    ``OUT/corpus/`` (or --corpus)   its ``summary.json`` is there; else th
                                           from the pieces it finished (``xmr corpus build``)
 train     ``OUT/run/``                    ``report.json`` and ``checkpoint/`` are there; else
                                           ``xmr train --resume`` from ``state.pt`` when present
+text      ``OUT/text/``                   the same; the text head refitted to the trained
+                                          model's fixed audio and image space
+                                          (``configs/demo-text-refit.yaml`` on top of the
+                                          train stage's config; its checkpoint is the result)
 embed     ``OUT/embeddings/``             ``embeddings.json`` is there; else resumes by chunks
 index     ``OUT/index/``                  ``index.json`` is there (``xmr index build``)
 report    ``OUT/report/``                 ``report.md`` is there (``scripts/demo_report.py``,
@@ -25,7 +29,8 @@ Each stage prints its wall time (a skipped one the time it took when it ran, fro
 given: it copies the checkpoint and the report into ``checkpoints/demo`` and the index and the
 manifest into ``assets/demo`` (binary artefacts are committed only when they improve on the
 bundled ones, so compare ``OUT/report/report.md`` with ``checkpoints/demo/report.md`` first).
-``--set key=value`` overrides the training config (``xmr train --set``); ``--limit`` and
+``--set key=value`` overrides the training config (``xmr train --set``), ``--text-set`` the text
+stage's; ``--limit`` and
 ``--collections`` make a smaller corpus.
 """
 
@@ -43,6 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CPU_CONFIG = ROOT / "configs" / "demo-seq-lite.yaml"
 GPU_CONFIG = ROOT / "configs" / "demo-seq-gpu.yaml"
+TEXT_CONFIG = ROOT / "configs" / "demo-text-refit.yaml"
 CHECKPOINT_MB, INDEX_MB = 15, 30  # the bundled artefacts' budgets
 
 
@@ -54,6 +60,8 @@ class Plan:
     corpus: Path
     config: Path
     overrides: list[str] = field(default_factory=list)
+    text_config: Path = TEXT_CONFIG
+    text_overrides: list[str] = field(default_factory=list)
     limit: int | None = None
     collections: tuple[str, ...] | None = None
     workers: int = 2
@@ -68,6 +76,15 @@ class Plan:
     @property
     def run(self) -> Path:
         return self.out / "run"
+
+    @property
+    def text_run(self) -> Path:
+        return self.out / "text"
+
+    @property
+    def checkpoint(self) -> Path:
+        """The rebuild's model: the text stage's checkpoint."""
+        return self.text_run / "checkpoint"
 
     @property
     def embeddings(self) -> Path:
@@ -100,8 +117,12 @@ def corpus_run(p: Plan) -> str:
     return f"{summary.items} items {summary.per_split}"
 
 
+def _run_done(run: Path) -> bool:
+    return (run / "report.json").is_file() and (run / "checkpoint").is_dir()
+
+
 def train_done(p: Plan) -> bool:
-    return (p.run / "report.json").is_file() and (p.run / "checkpoint").is_dir()
+    return _run_done(p.run)
 
 
 def train_run(p: Plan) -> str:
@@ -129,6 +150,30 @@ def train_run(p: Plan) -> str:
     return f"{report['steps']} steps{' (resumed)' if resume else ''}, {report['wall_seconds']} s of training"
 
 
+def text_done(p: Plan) -> bool:
+    return _run_done(p.text_run)
+
+
+def text_run(p: Plan) -> str:
+    """One process: the frozen towers run once per item, then only the small text head trains."""
+    from xmr.train import dist
+    from xmr.train.config import load_config
+    from xmr.train.loop import train
+
+    base = json.loads((p.run / "config.json").read_text())
+    cache = base.get("data", {}).get("cache_dir") or p.run / "cache"  # the train stage's decoded items
+    overrides = [f"train.init={p.run / 'checkpoint'}", f"data.cache_dir={cache}", *p.text_overrides]
+    cfg = load_config(p.text_config, overrides, base=base)
+    resume = (p.text_run / "state.pt").is_file()
+    try:
+        report = train(cfg, out_dir=p.text_run, resume=resume)
+    finally:
+        dist.cleanup()
+    if report.get("interrupted"):
+        raise SystemExit(f"the text stage stopped at step {report['step']}; run again to resume")
+    return f"text head: {report['steps']} steps{' (resumed)' if resume else ''}, {report['wall_seconds']} s"
+
+
 def embed_done(p: Plan) -> bool:
     return (p.embeddings / "embeddings.json").is_file()
 
@@ -136,7 +181,7 @@ def embed_done(p: Plan) -> bool:
 def embed_run(p: Plan) -> str:
     from xmr.index.embed import embed_manifest
 
-    embed_manifest(checkpoint=p.run / "checkpoint", manifest=p.manifest, out=p.embeddings,
+    embed_manifest(checkpoint=p.checkpoint, manifest=p.manifest, out=p.embeddings,
                    progress=p.progress)
     counts = json.loads((p.embeddings / "embeddings.json").read_text())["counts"]
     return ", ".join(f"{n} {c}" for c, n in counts.items())
@@ -159,18 +204,18 @@ def report_done(p: Plan) -> bool:
 
 def report_run(p: Plan) -> str:
     subprocess.run([sys.executable, str(ROOT / "scripts" / "demo_report.py"), "--run", str(p.run),
-                    "--manifest", str(p.manifest), "--out", str(p.report)], check=True,
-                   stdout=subprocess.DEVNULL)
+                    "--text-run", str(p.text_run), "--manifest", str(p.manifest), "--out", str(p.report)],
+                   check=True, stdout=subprocess.DEVNULL)
     metrics = json.loads((p.report / "metrics.json").read_text())
     full = metrics["full captions"]
     return " ".join(f"{d} MRR {full[d]['MRR']:.3f}" for d in ("audio→image", "image→audio") if d in full)
 
 
 # each stage's folder under OUT (None: the corpus, never removed from here)
-STAGE_OUTPUTS = (lambda p: None, lambda p: p.run, lambda p: p.embeddings, lambda p: p.index,
-                 lambda p: p.report)
+STAGE_OUTPUTS = (lambda p: None, lambda p: p.run, lambda p: p.text_run, lambda p: p.embeddings,
+                 lambda p: p.index, lambda p: p.report)
 STAGES = (("corpus", corpus_done, corpus_run), ("train", train_done, train_run),
-          ("embed", embed_done, embed_run), ("index", index_done, index_run),
+          ("text", text_done, text_run), ("embed", embed_done, embed_run), ("index", index_done, index_run),
           ("report", report_done, report_run))
 
 
@@ -209,7 +254,7 @@ def rebuild(p: Plan) -> dict[str, dict]:
 
 def artefacts(p: Plan) -> list[tuple[Path, Path]]:
     """(source, destination in the repository) of every artefact ``--install`` copies."""
-    ckpt = p.run / "checkpoint"
+    ckpt = p.checkpoint
     pairs = [(f, ROOT / "checkpoints" / "demo" / f.name) for f in sorted(ckpt.iterdir()) if f.is_file()]
     pairs += [(p.report / n, ROOT / "checkpoints" / "demo" / n) for n in ("report.md", "metrics.json")]
     pairs += [(f, ROOT / "assets" / "demo" / "index" / f.name) for f in sorted(p.index.iterdir())]
@@ -219,7 +264,7 @@ def artefacts(p: Plan) -> list[tuple[Path, Path]]:
 
 def sizes(p: Plan) -> str:
     mb = lambda folder: sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20  # noqa: E731
-    ck, ix = mb(p.run / "checkpoint"), mb(p.index)
+    ck, ix = mb(p.checkpoint), mb(p.index)
     return (f"checkpoint {ck:.1f} MB (budget {CHECKPOINT_MB}){' OVER' if ck > CHECKPOINT_MB else ''}, "
             f"index {ix:.1f} MB (budget {INDEX_MB}){' OVER' if ix > INDEX_MB else ''}")
 
@@ -249,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="training config (default: the CPU or GPU recipe)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a training config value (repeatable)")
+    parser.add_argument("--text-config", type=Path, default=None,
+                        help=f"the text stage's config (default {TEXT_CONFIG.relative_to(ROOT)})")
+    parser.add_argument("--text-set", dest="text_overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a text-stage config value (repeatable)")
     parser.add_argument("--corpus", type=Path, default=None, help="corpus folder (default OUT/corpus; built "
                         "or resumed there)")
     parser.add_argument("--limit", type=int, default=None, help="corpus items (a balanced sample)")
@@ -270,11 +319,15 @@ def main(argv: list[str] | None = None) -> int:
     config = args.config or (GPU_CONFIG if args.gpu else Path(saved["config"]) if "config" in saved
                              else CPU_CONFIG)
     overrides = args.overrides or ([] if args.config or args.gpu else saved.get("overrides", []))
+    text_config = args.text_config or Path(saved.get("text_config", TEXT_CONFIG))
+    text_overrides = args.text_overrides or saved.get("text_overrides", [])
     args.out.mkdir(parents=True, exist_ok=True)
-    saved_path.write_text(json.dumps({"corpus": str(corpus), "config": str(config), "overrides": overrides},
+    saved_path.write_text(json.dumps({"corpus": str(corpus), "config": str(config), "overrides": overrides,
+                                      "text_config": str(text_config), "text_overrides": text_overrides},
                                      indent=2))
-    plan = Plan(out=args.out, corpus=corpus, config=config,
-                overrides=overrides, limit=args.limit, workers=args.workers,
+    plan = Plan(out=args.out, corpus=corpus, config=config, overrides=overrides,
+                text_config=text_config, text_overrides=text_overrides, limit=args.limit,
+                workers=args.workers,
                 nproc=args.nproc if args.nproc is not None else 1 if args.gpu else 2,
                 collections=tuple(c for c in args.collections.split(",") if c) if args.collections else None,
                 index_factory=args.index_factory, progress=not args.no_progress)
@@ -283,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.install:
         install(plan)
     else:
-        print(f"artefacts: checkpoint {plan.run / 'checkpoint'}, index {plan.index}, report "
+        print(f"artefacts: checkpoint {plan.checkpoint}, index {plan.index}, report "
               f"{plan.report / 'report.md'}; compare the report with checkpoints/demo/report.md, then "
               f"install with: python scripts/rebuild_demo.py {args.out} --install ... (same options)")
     return 0

@@ -9,11 +9,14 @@ import json
 import sys
 from pathlib import Path
 
+import torch
 from fixtures_corpus import TINY_COLLECTIONS
+from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["train.steps=2", "data.batch_size=4", "train.eval_every=0", "train.ckpt_every=0",
         "train.progress=false", "train.tensorboard=false", "data.val_max_items=2"]
+TINY_TEXT = ["train.steps=2", "data.batch_size=4", "train.ckpt_every=0", "train.num_threads=1"]
 
 
 def _script():
@@ -33,25 +36,33 @@ def test_rebuild_runs_every_stage_then_skips_them(tmp_path, capsys):
     script = _script()
     out = tmp_path / "demo"
     argv = [str(out), "--limit", "12", "--collections", ",".join(TINY_COLLECTIONS), "--workers", "1",
-            "--no-progress", *[a for kv in TINY for a in ("--set", kv)]]
+            "--no-progress", *[a for kv in TINY for a in ("--set", kv)],
+            *[a for kv in TINY_TEXT for a in ("--text-set", kv)]]
     assert script.main(argv) == 0
     first = capsys.readouterr().out
     lines = _stage_lines(first)
-    assert list(lines) == ["corpus", "train", "embed", "index", "report"]
+    assert list(lines) == ["corpus", "train", "text", "embed", "index", "report"]
     assert not any("skip" in line for line in lines.values())
     assert "12 items" in lines["corpus"] and "2 steps" in lines["train"]
+    assert "text head: 2 steps" in lines["text"]
     assert "audio→image MRR" in lines["report"]
     assert "total" in first and "checkpoint" in first and "--install" in first
     for path in ("corpus/manifest.parquet", "corpus/views.parquet", "run/checkpoint/model.safetensors",
-                 "embeddings/embeddings.json", "index/index.json", "index/image.faiss", "report/report.md"):
+                 "text/checkpoint/model.safetensors", "embeddings/embeddings.json", "index/index.json",
+                 "index/image.faiss", "report/report.md"):
         assert (out / path).is_file(), path
     config = json.loads((out / "run" / "config.json").read_text())
     assert config["model"]["name"] == "demo-seq-lite" and config["data"]["views"] is True  # the CPU recipe
     assert config["data"]["augment"] == "real"
+    # the text stage trained the text head alone, and the report evaluates its checkpoint
+    first_w, refit_w = (load_file(out / f"{run}/checkpoint/model.safetensors") for run in ("run", "text"))
+    assert {k for k in first_w if not torch.equal(first_w[k], refit_w[k])} == \
+        {k for k in first_w if k.startswith("heads.text.")}
+    assert "Text head refit" in (out / "report" / "report.md").read_text()
     logs = ("stages.json", "plan.json")  # rewritten by every call
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name not in logs}
     times = json.loads((out / "stages.json").read_text())
-    assert set(times) == {"corpus", "train", "embed", "index", "report"}
+    assert set(times) == {"corpus", "train", "text", "embed", "index", "report"}
     assert all(t["seconds"] > 0 for t in times.values())
 
     assert script.main(argv) == 0  # everything is complete: nothing runs, nothing is written
@@ -62,7 +73,7 @@ def test_rebuild_runs_every_stage_then_skips_them(tmp_path, capsys):
     (out / "index" / "index.json").unlink()  # an incomplete index: it and the report rerun
     assert script.main([str(out), "--no-progress"]) == 0  # the first call's settings are kept
     third = _stage_lines(capsys.readouterr().out)
-    assert [s for s, line in third.items() if "skip" in line] == ["corpus", "train", "embed"]
+    assert [s for s, line in third.items() if "skip" in line] == ["corpus", "train", "text", "embed"]
     assert (out / "index" / "index.json").is_file() and (out / "report" / "report.md").is_file()
     assert (out / "run" / "checkpoint" / "model.safetensors").stat().st_mtime_ns == \
         stamps[out / "run" / "checkpoint" / "model.safetensors"]

@@ -258,3 +258,47 @@ def test_training_batches_carry_lengths_that_match_inference(ragged_manifest, tm
     again = ItemStore.from_manifest(ragged_manifest, split="train", sample_rate=SR, image_size=pre.size,
                                     image_mode=pre.mode, image_resize=pre.resize, cache_dir=tmp_path)
     assert again.image_widths.tolist() == batch.lengths["image"].tolist()
+
+
+def test_frozen_sequence_towers_are_cached_once_per_item_and_embed_as_uncached(ragged_manifest, tmp_path):
+    """Head-only training on frozen sequence towers (e.g. a text-head refit): each item's features
+    are computed once, found again in another batch, and equal the uncached embedding (the plain
+    reference)."""
+    from xmr.train.adapter import ModelAdapter
+    from xmr.train.data import BatchSpec, ItemStore
+
+    model = _tiny()
+    pre = model.config.image_preprocessing
+    items = ItemStore.from_manifest(ragged_manifest, split="train", sample_rate=SR, image_size=pre.size,
+                                    image_mode=pre.mode, image_resize=pre.resize, cache_dir=tmp_path)
+    adapter = ModelAdapter(model, modalities=("audio", "image"), device=torch.device("cpu"))
+    adapter.set_frozen(["audio", "image"])
+    spec = BatchSpec(audio_samples=int(2.5 * SR))
+    whole = items.batch(list(range(6)), spec=spec, seed=0, step=0)
+    with torch.no_grad():
+        plain = {m: model.embed(m, getattr(whole, m), lengths=whole.lengths[m]) for m in ("audio", "image")}
+    calls = {"audio": 0, "image": 0}
+    for m in ("audio", "image"):
+        original = model.towers[m].forward
+
+        def counted(*args, _m=m, _f=original, **kw):
+            calls[_m] += args[0].shape[0]
+            return _f(*args, **kw)
+
+        model.towers[m].forward = counted
+        assert adapter.cache_media_features(m, items, spec=BatchSpec(modalities=(m,),
+                                                                     audio_samples=spec.audio_samples)) == 6
+    assert calls == {"audio": 6, "image": 6}
+    part = items.batch([1, 0], spec=spec, seed=0, step=0)
+    for m in ("audio", "image"):
+        z = adapter.embed(m, part)
+        assert z.requires_grad  # the trainable head
+        np.testing.assert_allclose(z.detach().numpy(), plain[m][[1, 0]].numpy(), atol=1e-5)
+    # a batch made without the media tensors (as the trainer makes them) takes the features by item
+    fast = items.batch([1, 0], spec=BatchSpec(audio_samples=spec.audio_samples,
+                                              features_cached=("audio", "image")), seed=0, step=0)
+    assert fast.audio is None and fast.image is None and fast.present["image"].all()
+    for m in ("audio", "image"):
+        z = adapter.embed(m, fast).detach().numpy()
+        np.testing.assert_allclose(z, plain[m][[1, 0]].numpy(), atol=1e-5)
+    assert calls == {"audio": 6, "image": 6}

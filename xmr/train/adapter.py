@@ -58,6 +58,7 @@ class ModelAdapter:
         self._text_cache: dict[str, Any] = {}
         self._text_cache_file: Path | None = None
         self._media_cache: dict[str, dict[str, Any]] = {}  # modality -> {input hash: features}
+        self._item_features: dict[str, Any] = {}  # modality -> (N, F) of the cached items, in order
         self._frozen: set[str] = set()
         missing = set(modalities) - set(model.modalities)
         if missing:
@@ -85,13 +86,14 @@ class ModelAdapter:
 
     # ------------------------------------------------------------------ freezing
     def set_frozen(self, frozen: list[str], *, heads: bool = False) -> None:
-        """Freeze the listed towers (and their heads only if ``heads``); config-frozen towers stay frozen."""
+        """Freeze the listed towers (and their heads only if ``heads``); config-frozen towers stay
+        frozen with their heads trainable (a frozen text encoder's head still learns)."""
         model = self.unwrapped
         cfg_frozen = {m for m in model.modalities if model.config.tower(m).frozen}
         for m in model.modalities:
             want = m in frozen or m in cfg_frozen
             model.set_frozen(m, want)
-            if want and not heads:
+            if want and not (heads and m in frozen):
                 for p in model.heads[m].parameters():
                     p.requires_grad_(True)
         self._frozen = {m for m in model.modalities if m in frozen or m in cfg_frozen}
@@ -173,6 +175,7 @@ class ModelAdapter:
     def clear_caches(self) -> None:
         self._text_cache = {}
         self._media_cache = {}
+        self._item_features = {}
 
     # ------------------------------------------------------------------ audio/image feature cache
     def tower_fixed(self, modality: str) -> bool:
@@ -204,7 +207,9 @@ class ModelAdapter:
         ``spec`` makes them (no augmentation: a fixed crop per item); returns how many are cached.
 
         Does nothing when the tower trains. Later :meth:`embed` calls look the features up by the hash
-        of their input; with ``cache_dir`` they persist across runs.
+        of their input, or by item for a batch made without that modality's tensors
+        (``BatchSpec.features_cached``: no media is read at all); with ``cache_dir`` they persist
+        across runs.
         """
         import torch
         from tqdm import tqdm
@@ -217,10 +222,14 @@ class ModelAdapter:
             cache.update(torch.load(file, weights_only=True))
         before = len(cache)
         indices = list(range(len(items)))
+        sequence = self.unwrapped.takes_lengths(modality)
+        per_item = []
         for start in tqdm(range(0, len(indices), batch_size), desc=f"{modality} features",
                           disable=not progress):
             batch = items.batch(indices[start:start + batch_size], spec=spec)
-            self._cached_features(modality, getattr(batch, modality))
+            per_item.append(self._cached_features(modality, getattr(batch, modality),
+                                                  batch.lengths.get(modality) if sequence else None).cpu())
+        self._item_features[modality] = torch.cat(per_item) if per_item else None
         if file is not None and len(cache) > before:
             file.parent.mkdir(parents=True, exist_ok=True)
             tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
@@ -228,13 +237,23 @@ class ModelAdapter:
             tmp.replace(file)
         return len(cache)
 
-    def _cached_features(self, modality: str, x):
-        """(B, ...) inputs -> (B, F) backbone features, computing only the inputs not seen before."""
+    def _cached_features(self, modality: str, x, lengths=None):
+        """(B, ...) inputs -> (B, F) backbone features, computing only the inputs not seen before.
+
+        A sequence tower's input is keyed by its valid part (``lengths``: samples or columns), so
+        an item padded to another batch's width finds its features; the masked tower gives the
+        same features at any padding (tests/test_sequence_towers.py)."""
         import torch
 
         model = self.unwrapped
         cache = self._media_cache[modality]
-        keys = [self._input_key(row) for row in x]
+        if lengths is None:
+            keys = [self._input_key(row) for row in x]
+        else:  # the valid part: leading audio samples, a score's (centred) content columns
+            from xmr.models.sequence import left_align
+
+            valid = left_align(x, lengths.cpu().long()) if modality == "image" else x
+            keys = [self._input_key(row[..., :int(n)]) for row, n in zip(valid, lengths, strict=True)]
         missing = [k for k, key in enumerate(keys) if key not in cache]
         if missing:
             tower = model.towers[modality]
@@ -242,7 +261,11 @@ class ModelAdapter:
             tower.eval()
             with torch.no_grad():
                 rows = x[missing].to(self.device)
-                feats = tower(model.features_input(modality, rows)).float().cpu()
+                if lengths is None:
+                    feats = tower(model.features_input(modality, rows))
+                else:
+                    feats = tower(*model.sequence_input(modality, rows, lengths[missing]))
+                feats = feats.float().cpu()
             tower.train(was)
             for k, f in zip(missing, feats, strict=True):
                 cache[keys[k]] = f.clone()
@@ -259,12 +282,17 @@ class ModelAdapter:
             return self.embed_text(texts)
         x = getattr(batch, modality)
         lengths = getattr(batch, "lengths", {}).get(modality) if model.takes_lengths(modality) else None
+        if x is None and self._item_features.get(modality) is not None and self.tower_fixed(modality):
+            # a batch made with BatchSpec.features_cached: the fixed view's features, by item
+            picked = batch.indices[rows] if rows is not None else batch.indices
+            feats = self._item_features[modality][torch.as_tensor(picked, dtype=torch.long)]
+            z = model.heads[modality](feats.to(self.device))
+            return torch.nn.functional.normalize(z, dim=-1)
         if rows is not None:
             x = x[rows]
             lengths = lengths[rows] if lengths is not None else None
-        if (modality in self._media_cache and isinstance(x, torch.Tensor) and self.tower_fixed(modality)
-                and not model.takes_lengths(modality)):
-            z = model.heads[modality](self._cached_features(modality, x))
+        if modality in self._media_cache and isinstance(x, torch.Tensor) and self.tower_fixed(modality):
+            z = model.heads[modality](self._cached_features(modality, x, lengths))
             return torch.nn.functional.normalize(z, dim=-1)
         return model.embed(modality, x.to(self.device, non_blocking=True), normalize=True,
                            lengths=lengths) if isinstance(x, torch.Tensor) else model.embed(modality, x)

@@ -121,6 +121,10 @@ class LoopConfig:
             are always written).
         freeze: towers whose weights are never trained (e.g. ["text"]); their projection heads stay
             trainable unless ``freeze_heads`` is true.
+        init: a checkpoint folder whose weights the run starts from instead of a fresh model
+            (fine-tuning; its model config must be the run's). With ``freeze: [audio, image]`` and
+            ``freeze_heads`` it refits the text head to a trained model's fixed audio and image
+            space, as LiT (Zhai et al., CVPR 2022) tunes text against a locked image tower.
         cache_frozen_media: run frozen audio/image towers once per item (a fixed crop, no
             augmentation for that modality) and train their heads on the cached features.
         num_threads: torch CPU threads (0 = leave torch's default).
@@ -136,6 +140,7 @@ class LoopConfig:
     log_every: int = 10
     freeze: list[str] = field(default_factory=list)
     freeze_heads: bool = False
+    init: str | None = None
     cache_frozen_text: bool = True
     cache_frozen_media: bool = True
     num_threads: int = 0

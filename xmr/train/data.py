@@ -63,6 +63,9 @@ class BatchSpec:
     augment: Any = None         # xmr.media.augment.Augmenter (real-input augmentation) or None
     views: bool | float = False  # training views instead of the main files (xmr.train.views)
     view_modalities: tuple[str, ...] = ("audio", "image")  # where views may be drawn
+    # modalities whose tensors are not made, only their presence: a frozen tower's features of each
+    # item's fixed view are cached (ModelAdapter.cache_media_features)
+    features_cached: tuple[str, ...] = ()
 
 
 @dataclass
@@ -363,7 +366,9 @@ class ItemStore:
                                     seed=seed, step=step, generator=_generator)
         out.views = {m: [v.name if v is not None else "main" for v in picks[m]] for m in picks}
         aug = spec.augment if spec.augment is not None and spec.augment.audio_cfg is not None else None
-        if "audio" in spec.modalities:
+        for m in spec.features_cached:
+            out.present[m] = torch.from_numpy(self.has[m][indices].copy())
+        if "audio" in spec.modalities and "audio" not in spec.features_cached:
             crops, lengths = [], []
             for i, g, span, view in zip(indices, gens, spans, picks["audio"], strict=True):
                 if not self.has["audio"][i]:
@@ -390,7 +395,7 @@ class ItemStore:
             out.audio = torch.from_numpy(np.stack(crops))
             out.lengths["audio"] = torch.tensor(lengths, dtype=torch.long)
             out.present["audio"] = torch.from_numpy(self.has["audio"][indices].copy())
-        if "image" in spec.modalities:
+        if "image" in spec.modalities and "image" not in spec.features_cached:
             cut = [span is not None and bool(self.has["image"][i])
                    for i, span in zip(indices, spans, strict=True)]
             rows = list(zip(indices, spans, cut, picks["image"], strict=True))

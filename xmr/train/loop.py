@@ -113,6 +113,8 @@ class Trainer:
         self.modalities = tuple(m for m in MODALITY_ORDER if m in cfg.data.modalities)
         self.adapter = ModelAdapter.create(cfg.model, modalities=self.modalities, device=self.device)
         self.model = self.adapter.model
+        if cfg.train.init:
+            self._init_weights(cfg.train.init)
         self.adapter.set_frozen(cfg.train.freeze, heads=cfg.train.freeze_heads)
         if self.device.type == "cuda" and world > 1:
             self.model = self.adapter.convert_sync_batchnorm()
@@ -180,6 +182,17 @@ class Trainer:
         if not self.info.is_main:
             items = ItemStore.from_manifest(self.cfg.data.manifest, **kwargs)
         return items
+
+    def _init_weights(self, path: str) -> None:
+        """``train.init``: copy a checkpoint's weights into the fresh model (same model config)."""
+        import xmr
+
+        start = xmr.load_model(path, device=str(self.device))
+        model = self.adapter.unwrapped
+        if start.config != model.config:
+            raise InputError(f"train.init: {Path(path).name} holds another model than the run's "
+                             f"(model config differs); start from a checkpoint of the same model")
+        model.load_state_dict(start.state_dict())
 
     def _cache_frozen_media(self) -> set[str]:
         """Frozen audio/image towers: features of every training item's fixed view, computed once."""
@@ -371,7 +384,9 @@ class Trainer:
                          affine_scale=tuple(cfg.data.affine_scale), caption_choice=cfg.data.caption_choice,
                          span_prob=cfg.data.span_prob, span_min_bars=cfg.data.span_min_bars,
                          span_max_bars=cfg.data.span_max_bars, augment=self.augment, views=cfg.data.views,
-                         view_modalities=tuple(m for m in ("audio", "image") if m not in self.cached_media))
+                         view_modalities=tuple(m for m in ("audio", "image") if m not in self.cached_media),
+                         features_cached=tuple(m for m in sorted(self.cached_media)
+                                               if self.adapter.tower_fixed(m)))
         batch = self.train_items.batch(indices, spec=spec, seed=cfg.seed, step=self.step)
         present, ids, groups = self._gather_meta(batch, indices)
         local = rank_rows if info.distributed else None

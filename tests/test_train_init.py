@@ -1,0 +1,68 @@
+"""``train.init``: a run starts from a checkpoint's weights; with the audio and image towers and
+heads frozen it refits only the text head, so the audio and image embeddings stay exactly those of
+the checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from train_tiny import write_tiny_manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    from xmr.train.loop import train
+
+    tmp = tmp_path_factory.mktemp("init")
+    manifest = write_tiny_manifest(tmp / "data", n_train=16, n_val=4)
+    train(_cfg(manifest, tmp / "cache"), out_dir=tmp / "first")
+    return manifest, tmp / "cache", tmp / "first" / "checkpoint"
+
+
+def _cfg(manifest, cache, *extra):
+    from xmr.train.config import load_config
+
+    return load_config(ROOT / "configs" / "tiny.yaml",
+                       [f"data.manifest={manifest}", f"data.cache_dir={cache}", *extra])
+
+
+def test_text_head_refit_keeps_the_media_space(first_run, tmp_path):
+    import xmr
+    from xmr.train.loop import Trainer
+
+    manifest, cache, checkpoint = first_run
+    start = xmr.load_model(checkpoint)
+    trainer = Trainer(_cfg(manifest, cache, f"train.init={checkpoint}", "train.freeze=[audio,image]",
+                           "train.freeze_heads=true", "optim.lr=0.05"), out_dir=tmp_path / "refit")
+    model = trainer.adapter.unwrapped
+    for k, v in start.state_dict().items():  # the run starts from the checkpoint, not a fresh model
+        assert torch.equal(model.state_dict()[k], v), k
+    assert trainer.cached_media == {"audio", "image"}
+
+    def unread(*args, **kwargs):
+        raise AssertionError("a step read media that the frozen towers' cache holds")
+
+    trainer.train_items.crop = trainer.train_items.image = unread  # the steps read no media
+    trainer.fit()
+    refit = xmr.load_model(tmp_path / "refit" / "checkpoint")
+    changed = {k for k, v in start.state_dict().items() if not torch.equal(refit.state_dict()[k], v)}
+    assert changed and all(k.startswith("heads.text") for k in changed)
+    wave = [np.random.default_rng(0).standard_normal(16000).astype(np.float32)]
+    assert np.array_equal(refit.encode("audio", wave), start.encode("audio", wave))
+    caption = ["a slow air in G major"]
+    assert not np.allclose(refit.encode("text", caption), start.encode("text", caption))
+
+
+def test_init_from_another_model_is_refused(first_run, tmp_path):
+    from xmr.errors import InputError
+    from xmr.train.loop import Trainer
+
+    manifest, cache, checkpoint = first_run
+    with pytest.raises(InputError, match="train.init: checkpoint holds another model"):
+        Trainer(_cfg(manifest, cache, f"train.init={checkpoint}", "model.embed_dim=16"),
+                out_dir=tmp_path / "other")
