@@ -125,28 +125,41 @@ def train_done(p: Plan) -> bool:
     return _run_done(p.run)
 
 
-def train_run(p: Plan) -> str:
+def _train_here(cfg, run: Path, stage: str) -> tuple[dict, bool]:
+    """``xmr train`` in this process into ``run`` (resumed from its ``state.pt`` when there);
+    returns the report and whether it resumed."""
     from xmr.train import dist
-    from xmr.train.config import load_config
     from xmr.train.loop import train
 
+    resume = (run / "state.pt").is_file()
+    try:
+        report = train(cfg, out_dir=run, resume=resume)
+    finally:
+        dist.cleanup()
+    _check_finished(report, stage)
+    return report, resume
+
+
+def _check_finished(report: dict, stage: str) -> None:
+    if report.get("interrupted"):
+        raise SystemExit(f"{stage} stopped at step {report['step']}; run again to resume")
+
+
+def train_run(p: Plan) -> str:
+    from xmr.train.config import load_config
+
     overrides = [f"data.manifest={p.manifest}", *p.overrides]
-    resume = (p.run / "state.pt").is_file()
     if p.nproc > 1:  # DDP processes of one CPU thread each (torchrun), the faster way on a small CPU
+        resume = (p.run / "state.pt").is_file()
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={p.nproc}",
                "-m", "xmr", "train", "--config", str(p.config), "--out", str(p.run),
                *[a for kv in [*overrides, "train.num_threads=1"] for a in ("--set", kv)],
                *(["--resume"] if resume else [])]
         subprocess.run(cmd, check=True)
         report = json.loads((p.run / "report.json").read_text())
+        _check_finished(report, "training")
     else:
-        cfg = load_config(p.config, overrides)
-        try:
-            report = train(cfg, out_dir=p.run, resume=resume)
-        finally:
-            dist.cleanup()
-    if report.get("interrupted"):
-        raise SystemExit(f"training stopped at step {report['step']}; run again to resume")
+        report, resume = _train_here(load_config(p.config, overrides), p.run, "training")
     return f"{report['steps']} steps{' (resumed)' if resume else ''}, {report['wall_seconds']} s of training"
 
 
@@ -156,21 +169,13 @@ def text_done(p: Plan) -> bool:
 
 def text_run(p: Plan) -> str:
     """One process: the frozen towers run once per item, then only the small text head trains."""
-    from xmr.train import dist
     from xmr.train.config import load_config
-    from xmr.train.loop import train
 
     base = json.loads((p.run / "config.json").read_text())
     cache = base.get("data", {}).get("cache_dir") or p.run / "cache"  # the train stage's decoded items
     overrides = [f"train.init={p.run / 'checkpoint'}", f"data.cache_dir={cache}", *p.text_overrides]
     cfg = load_config(p.text_config, overrides, base=base)
-    resume = (p.text_run / "state.pt").is_file()
-    try:
-        report = train(cfg, out_dir=p.text_run, resume=resume)
-    finally:
-        dist.cleanup()
-    if report.get("interrupted"):
-        raise SystemExit(f"the text stage stopped at step {report['step']}; run again to resume")
+    report, resume = _train_here(cfg, p.text_run, "the text stage")
     return f"text head: {report['steps']} steps{' (resumed)' if resume else ''}, {report['wall_seconds']} s"
 
 
