@@ -67,6 +67,7 @@ class Plan:
     workers: int = 2
     nproc: int = 1
     index_factory: str = "SQ8"
+    allocator: str = "jemalloc"
     progress: bool = True
 
     @property
@@ -146,6 +147,7 @@ def _check_finished(report: dict, stage: str) -> None:
 
 
 def train_run(p: Plan) -> str:
+    from xmr.train import dist
     from xmr.train.config import load_config
 
     overrides = [f"data.manifest={p.manifest}", *p.overrides]
@@ -155,7 +157,8 @@ def train_run(p: Plan) -> str:
                "-m", "xmr", "train", "--config", str(p.config), "--out", str(p.run),
                *[a for kv in [*overrides, "train.num_threads=1"] for a in ("--set", kv)],
                *(["--resume"] if resume else [])]
-        subprocess.run(cmd, check=True)
+        # jemalloc keeps the processes from growing into the page cache of the decoded items
+        subprocess.run(cmd, check=True, env=dist.cpu_launch_env(allocator=p.allocator))
         report = json.loads((p.run / "report.json").read_text())
         _check_finished(report, "training")
     else:
@@ -310,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="corpus build processes (default 2)")
     parser.add_argument("--nproc", type=int, default=None, help="training processes (DDP through torchrun, "
                         "one CPU thread each; default 2 for the CPU recipe, 1 with --gpu)")
+    parser.add_argument("--allocator", choices=("jemalloc", "system"), default="jemalloc",
+                        help="memory allocator of the torchrun training processes (default jemalloc "
+                        "when installed, as it keeps them small; xmr.train.dist.cpu_launch_env)")
     parser.add_argument("--index-factory", default="SQ8", help="FAISS factory of the indexes (default SQ8, "
                         "as the bundled ones; 'auto' chooses by size)")
     parser.add_argument("--install", action="store_true", help="copy the artefacts into checkpoints/demo "
@@ -335,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
                 nproc=args.nproc if args.nproc is not None else 1 if args.gpu else 2,
                 collections=tuple(c for c in args.collections.split(",") if c) if args.collections else None,
-                index_factory=args.index_factory, progress=not args.no_progress)
+                index_factory=args.index_factory, allocator=args.allocator, progress=not args.no_progress)
     rebuild(plan)
     print(sizes(plan))
     if args.install:

@@ -201,3 +201,53 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+# Where Debian's libjemalloc2 (packages.txt) puts the library; find_library("jemalloc") finds it
+# elsewhere when its development link is installed.
+JEMALLOC_PATHS = ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2")
+# Freed pages are kept for reuse, never returned to the system: the process stays at its peak
+# footprint instead of paying a page fault for every large tensor again.
+JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:-1,muzzy_decay_ms:-1"
+
+
+def jemalloc_path() -> str | None:
+    """The jemalloc shared library of this system, or ``None`` when it is not installed."""
+    import ctypes.util
+
+    for path in JEMALLOC_PATHS:
+        if os.path.isfile(path):
+            return path
+    return ctypes.util.find_library("jemalloc")
+
+
+def cpu_launch_env(env: dict[str, str] | None = None, *, allocator: str = "jemalloc") -> dict[str, str]:
+    """The environment for CPU training processes started by ``torchrun``: jemalloc preloaded.
+
+    A CPU step allocates large tensors of a different size every time (variable-length audio and
+    score images). glibc's allocator keeps their freed memory fragmented in its heap, so on the
+    2-core demo recipe each process grew to about 5.9 GB and pushed the 14 GB decoded-item cache
+    out of the page cache, and steps slowed from 2.5 s to 4-25 s as they waited for the disk.
+    jemalloc, with the decay that returns freed pages to the system turned off
+    (:data:`JEMALLOC_CONF`), keeps each process at about 1.7 GB at the same step time
+    (README, "The bundled checkpoint").
+
+    Args:
+        env: the environment to extend (default ``os.environ``); it is copied, not changed.
+        allocator: ``"jemalloc"`` (when installed; the environment is returned unchanged when
+            not) or ``"system"`` (unchanged).
+
+    Returns:
+        A new environment: ``LD_PRELOAD`` with jemalloc put first and ``MALLOC_CONF`` (a
+        ``MALLOC_CONF`` already set is kept).
+    """
+    out = dict(os.environ if env is None else env)
+    if allocator not in ("jemalloc", "system"):
+        raise ValueError(f"allocator must be 'jemalloc' or 'system', not {allocator!r}")
+    lib = jemalloc_path() if allocator == "jemalloc" else None
+    if lib is None:
+        return out
+    preload = [p for p in out.get("LD_PRELOAD", "").split(":") if p and p != lib]
+    out["LD_PRELOAD"] = ":".join([lib, *preload])
+    out.setdefault("MALLOC_CONF", JEMALLOC_CONF)
+    return out
