@@ -203,21 +203,16 @@ def broadcast_object(obj, src: int = 0):
     return box[0]
 
 
-# Where Debian's libjemalloc2 (packages.txt) puts the library; find_library("jemalloc") finds it
-# elsewhere when its development link is installed.
-JEMALLOC_PATHS = ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2")
 # Freed pages are kept for reuse, never returned to the system: the process stays at its peak
 # footprint instead of paying a page fault for every large tensor again.
 JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:-1,muzzy_decay_ms:-1"
 
 
 def jemalloc_path() -> str | None:
-    """The jemalloc shared library of this system, or ``None`` when it is not installed."""
+    """The jemalloc shared library as the dynamic loader finds it (Debian's ``libjemalloc2``,
+    packages.txt: ``libjemalloc.so.2``), or ``None`` when it is not installed."""
     import ctypes.util
 
-    for path in JEMALLOC_PATHS:
-        if os.path.isfile(path):
-            return path
     return ctypes.util.find_library("jemalloc")
 
 
