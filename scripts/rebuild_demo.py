@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -260,13 +261,13 @@ def rebuild(p: Plan) -> dict[str, dict]:
     return result
 
 
-def artefacts(p: Plan) -> list[tuple[Path, Path]]:
-    """(source, destination in the repository) of every artefact ``--install`` copies."""
-    ckpt = p.checkpoint
-    pairs = [(f, ROOT / "checkpoints" / "demo" / f.name) for f in sorted(ckpt.iterdir()) if f.is_file()]
-    pairs += [(p.report / n, ROOT / "checkpoints" / "demo" / n) for n in ("report.md", "metrics.json")]
-    pairs += [(f, ROOT / "assets" / "demo" / "index" / f.name) for f in sorted(p.index.iterdir())]
-    pairs.append((p.manifest, ROOT / "assets" / "demo" / "manifest.parquet"))
+def artefacts(p: Plan, root: Path = ROOT) -> list[tuple[Path, Path]]:
+    """(source, destination under ``root``, the repository) of every artefact ``--install`` copies."""
+    ckpt, index = root / "checkpoints" / "demo", root / "assets" / "demo" / "index"
+    pairs = [(f, ckpt / f.name) for f in sorted(p.checkpoint.iterdir()) if f.is_file()]
+    pairs += [(p.report / n, ckpt / n) for n in ("report.md", "metrics.json")]
+    pairs += [(f, index / f.name) for f in sorted(p.index.iterdir())]
+    pairs.append((p.manifest, root / "assets" / "demo" / "manifest.parquet"))
     return pairs
 
 
@@ -277,20 +278,44 @@ def sizes(p: Plan) -> str:
             f"index {ix:.1f} MB (budget {INDEX_MB}){' OVER' if ix > INDEX_MB else ''}")
 
 
-def install(p: Plan) -> None:
-    for dest in {d.parent for _, d in artefacts(p)}:
-        dest.mkdir(parents=True, exist_ok=True)
-    old_index = ROOT / "assets" / "demo" / "index"
-    if old_index.is_dir():
-        shutil.rmtree(old_index)
-    for src, dest in artefacts(p):
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dest)
-        print(f"installed {dest.relative_to(ROOT)}")
-    # the index names the checkpoint that embeds its queries: the installed one, not the run's
+def _staging(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".installing")
+
+
+def install(p: Plan, root: Path = ROOT) -> None:
+    """Copy the rebuild's artefacts into ``root``'s ``checkpoints/demo`` and ``assets/demo``.
+
+    Everything is first copied into ``FOLDER.installing`` beside each destination folder and moved
+    into place only once every copy is done, so an install cut short (Ctrl-C, a closed pipe, a full
+    disk) leaves the installed demo as it was. The old index folder is replaced as a whole, so no
+    file of a previous index outlives it.
+    """
     from xmr.index.pipeline import record_checkpoint
 
-    record_checkpoint(ROOT / "assets" / "demo" / "index", ROOT / "checkpoints" / "demo")
+    pairs = artefacts(p, root)
+    index = root / "assets" / "demo" / "index"
+    stages = sorted({_staging(dest.parent) for _, dest in pairs})
+    for stage in stages:  # leftovers of an install cut short
+        shutil.rmtree(stage, ignore_errors=True)
+    try:
+        for src, dest in pairs:
+            _staging(dest.parent).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, _staging(dest.parent) / dest.name)
+        # the index names the checkpoint that embeds its queries: the installed one, not the run's
+        # (the staging folder is as deep as the index, so the relative path is the same)
+        record_checkpoint(_staging(index), root / "checkpoints" / "demo")
+    except BaseException:
+        for stage in stages:
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if index.is_dir():
+        shutil.rmtree(index)
+    for _, dest in pairs:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(_staging(dest.parent) / dest.name, dest)
+        print(f"installed {dest.relative_to(root)}")
+    for stage in stages:
+        stage.rmdir()
 
 
 def main(argv: list[str] | None = None) -> int:

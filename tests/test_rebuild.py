@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from fixtures_corpus import TINY_COLLECTIONS
 from safetensors.torch import load_file
@@ -90,3 +91,49 @@ def test_an_unfinished_corpus_elsewhere_is_never_built_into(tmp_path, capsys):
     else:
         raise AssertionError("an unfinished corpus must stop the rebuild")
     assert list(other.iterdir()) == []
+
+
+def _fake_rebuild(out: Path, tag: str) -> None:
+    """The folders ``--install`` reads, with contents that say which rebuild they came from."""
+    for folder, names in (("text/checkpoint", ("config.json", "model.safetensors")),
+                          ("report", ("report.md", "metrics.json")),
+                          ("index", ("image.faiss", "image.parquet")), ("corpus", ("manifest.parquet",))):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            (out / folder / name).write_text(f"{tag} {name}")
+    (out / "index" / "index.json").write_text(json.dumps({"tag": tag, "checkpoint": "elsewhere"}))
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_install_moves_in_a_whole_rebuild_or_leaves_the_installed_one(tmp_path):
+    script = _script()
+    repo, first, second = tmp_path / "repo", tmp_path / "first", tmp_path / "second"
+    (repo / "assets" / "demo" / "index").mkdir(parents=True)
+    (repo / "assets" / "demo" / "index" / "stale.faiss").write_text("an index that is gone")
+    _fake_rebuild(first, "first")
+    script.install(script.Plan(out=first, corpus=first / "corpus", config=Path("c.yaml")), root=repo)
+    installed = _tree(repo)
+    assert installed["checkpoints/demo/model.safetensors"] == "first model.safetensors"
+    assert installed["checkpoints/demo/report.md"] == "first report.md"
+    assert installed["assets/demo/manifest.parquet"] == "first manifest.parquet"
+    assert "assets/demo/index/stale.faiss" not in installed  # the index folder is replaced whole
+    doc = json.loads(installed["assets/demo/index/index.json"])
+    assert doc["tag"] == "first"
+    assert (repo / "assets" / "demo" / "index" / doc["checkpoint"]).resolve() == \
+        (repo / "checkpoints" / "demo").resolve()
+
+    _fake_rebuild(second, "second")
+    (second / "index" / "zz-broken").mkdir()  # the last copy fails, after all the others were made
+    plan = script.Plan(out=second, corpus=second / "corpus", config=Path("c.yaml"))
+    with pytest.raises(IsADirectoryError):
+        script.install(plan, root=repo)
+    assert _tree(repo) == installed  # nothing of the second rebuild, nothing lost of the first
+    assert not list(repo.rglob("*.installing"))
+
+    (second / "index" / "zz-broken").rmdir()
+    script.install(plan, root=repo)
+    assert _tree(repo)["checkpoints/demo/model.safetensors"] == "second model.safetensors"
+    assert json.loads(_tree(repo)["assets/demo/index/index.json"])["tag"] == "second"
