@@ -287,20 +287,21 @@ def install(p: Plan, root: Path = ROOT) -> None:
 
     Everything is first copied into ``FOLDER.installing`` beside each destination folder and moved
     into place only once every copy is done, so an install cut short (Ctrl-C, a closed pipe, a full
-    disk) leaves the installed demo as it was. The old index folder is replaced as a whole, so no
-    file of a previous index outlives it.
+    disk) leaves the installed demo as it was. The index folder is swapped in whole
+    (:func:`xmr.models.checkpoint.replace_dir`), so no file of a previous index outlives it.
     """
     from xmr.index.pipeline import record_checkpoint
+    from xmr.models.checkpoint import replace_dir
 
-    pairs = artefacts(p, root)
     index = root / "assets" / "demo" / "index"
-    stages = sorted({_staging(dest.parent) for _, dest in pairs})
+    moves = [(src, _staging(dest.parent) / dest.name, dest) for src, dest in artefacts(p, root)]
+    stages = sorted({staged.parent for _, staged, _ in moves})
     for stage in stages:  # leftovers of an install cut short
         shutil.rmtree(stage, ignore_errors=True)
     try:
-        for src, dest in pairs:
-            _staging(dest.parent).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, _staging(dest.parent) / dest.name)
+        for src, staged, _ in moves:
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, staged)
         # the index names the checkpoint that embeds its queries: the installed one, not the run's
         # (the staging folder is as deep as the index, so the relative path is the same)
         record_checkpoint(_staging(index), root / "checkpoints" / "demo")
@@ -308,14 +309,15 @@ def install(p: Plan, root: Path = ROOT) -> None:
         for stage in stages:
             shutil.rmtree(stage, ignore_errors=True)
         raise
-    if index.is_dir():
-        shutil.rmtree(index)
-    for _, dest in pairs:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(_staging(dest.parent) / dest.name, dest)
+    replace_dir(_staging(index), index)
+    for _, staged, dest in moves:
+        if dest.parent != index:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, dest)
         print(f"installed {dest.relative_to(root)}")
     for stage in stages:
-        stage.rmdir()
+        if stage.exists():
+            stage.rmdir()
 
 
 def main(argv: list[str] | None = None) -> int:

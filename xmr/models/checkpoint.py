@@ -111,16 +111,18 @@ def save_checkpoint(
                 str(tmp / f"{name}.safetensors"),
             )
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
-        _replace_dir(tmp, directory)
+        replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    # rename() is atomic for a new name; an existing folder is first moved aside, so a crash
-    # leaves either the old or the new checkpoint complete (plus a stray hidden folder).
+def replace_dir(src: Path, dst: Path) -> None:
+    """Put the complete folder ``src`` in the place of ``dst`` (a checkpoint, an index).
+
+    rename() is atomic for a new name; an existing folder is first moved aside, so a crash leaves
+    either the old or the new folder complete (plus a stray hidden folder)."""
     if dst.exists():
         old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
         os.replace(dst, old)
