@@ -33,6 +33,10 @@ image -> audio
   * phone photo: the page on a grey table, a perspective warp with a small rotation (PIL), lens
     blur, uneven light (a linear gradient times a vignette), sensor noise, JPEG quality 40, decoded
     from the JPEG bytes;
+  * two more photos of the same kind at other sizes: a close-up (the page at 2.5 times the
+    engraving's size, as a phone camera's pixels give it; a darker table, rotation up to 4
+    degrees) and a smaller one (0.8 times, from further away or a low-resolution camera; rotation
+    up to 5 degrees), so that reading the staff size is measured, not only finding the page;
   * the left half of the score (the image cut at half its width);
   * another engraving: the same bars re-engraved by Verovio in another SMuFL font (Leland instead
     of Leipzig) broken into two systems (the corpus draws one), rasterised like the corpus.
@@ -52,7 +56,8 @@ import numpy as np
 AUDIO_ROWS = ("clean", "noise 10 dB SNR", "room reverb (convolution)", "telephone 300-3400 Hz",
               "lossy codec (Opus)", "unseen soundfont", "+1 semitone", "phone through a speaker",
               "4 s clips")
-IMAGE_ROWS = ("clean", "phone photo", "left half", "another engraving")
+IMAGE_ROWS = ("clean", "phone photo", "phone photo, close-up", "phone photo, smaller", "left half",
+              "another engraving")
 
 
 # ---------------------------------------------------------------- audio degradations
@@ -129,21 +134,25 @@ def phone_speaker(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarra
 
 
 # ---------------------------------------------------------------- image degradations
-def phone_photo(img, rng: np.random.Generator):
-    """JPEG bytes of a phone photo of a printed score image (grayscale PIL image)."""
+def phone_photo(img, rng: np.random.Generator, *, size: float = 1.0, tilt: float = 2.0, table: int = 110):
+    """JPEG bytes of a phone photo of a printed score image (grayscale PIL image): the page at
+    ``size`` times the image's pixels, rotated up to ``tilt`` degrees, on a table of grey ``table``."""
     from PIL import Image, ImageFilter
 
+    if size != 1.0:
+        img = img.resize((max(1, round(img.width * size)), max(1, round(img.height * size))),
+                         Image.Resampling.LANCZOS if size < 1.0 else Image.Resampling.BICUBIC)
     w, h = img.size
     margin = int(0.12 * max(w, h))
     page = Image.new("L", (w + 2 * margin, h + 2 * margin), 235)
     page.paste(img.point(lambda v: v * 235 // 255), (margin, margin))  # the score printed on the page
-    canvas = Image.new("L", (page.width + 2 * margin, page.height + 2 * margin), 110)  # the table
+    canvas = Image.new("L", (page.width + 2 * margin, page.height + 2 * margin), table)
     canvas.paste(page, (margin, margin))
     cw, ch = canvas.size
     # perspective: move each corner by up to 6 % of the size (a hand-held camera, slightly rotated)
     src = np.array([[0, 0], [cw, 0], [cw, ch], [0, ch]], float)
     dst = src + rng.uniform(-0.06, 0.06, (4, 2)) * [cw, ch]
-    angle = np.radians(rng.uniform(-2.0, 2.0))
+    angle = np.radians(rng.uniform(-tilt, tilt))
     centre = np.array([cw / 2, ch / 2])
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     dst = (dst - centre) @ rot.T + centre
@@ -315,6 +324,9 @@ def main() -> None:
     image_fns = {
         "clean": lambda i, img: img,
         "phone photo": lambda i, img: phone_photo(img, _rng(args.seed, i, 4)),
+        "phone photo, close-up": lambda i, img: phone_photo(img, _rng(args.seed, i, 5), size=2.5, tilt=4.0,
+                                                            table=70),
+        "phone photo, smaller": lambda i, img: phone_photo(img, _rng(args.seed, i, 6), size=0.8, tilt=5.0),
         "left half": lambda i, img: left_half(img),
         "another engraving": lambda i, img: another_engraving(df.iloc[i]),
     }

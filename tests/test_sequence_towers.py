@@ -302,3 +302,37 @@ def test_frozen_sequence_towers_are_cached_once_per_item_and_embed_as_uncached(r
         z = adapter.embed(m, fast).detach().numpy()
         np.testing.assert_allclose(z, plain[m][[1, 0]].numpy(), atol=1e-5)
     assert calls == {"audio": 6, "image": 6}
+
+
+def test_seq_models_conform_score_pictures_before_encoding(tiny_corpus):
+    from xmr.data.corpus import media_path
+    from xmr.data.corpus.excerpts import load_piece, make_excerpt
+    from xmr.data.corpus.render import Layout, engrave_view
+    from xmr.media.score import conform_score
+
+    model = _tiny("demo-seq-lite")
+    cfg = model.config.image_preprocessing
+    assert cfg.score_interline == pytest.approx(6.3)
+    row = pd.read_parquet(tiny_corpus).iloc[0]
+    tune = int(row["tune"])
+    excerpt = make_excerpt(load_piece(str(row["source"]), tune if tune >= 0 else None),
+                           int(row["measure_start"]), int(row["measure_end"]))
+    two = engrave_view(excerpt, Layout(font="Leland", systems=2))[0]
+    line = conform_score(two, interline=cfg.score_interline, height=cfg.size[0])
+    main = Image.open(media_path(row, "image", manifest_dir=tiny_corpus.parent))
+    got = model.encode("image", [two, main])
+    # the model reads the conformed line (and the corpus image as it is); without the setting the
+    # picture is read as it comes
+    cfg.score_interline = None
+    want = model.encode("image", [line, main])
+    raw = model.encode("image", [two])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert not np.allclose(raw[0], want[0], atol=1e-3)
+    # the one query path says what it did to the picture, and nothing for an engraving as indexed
+    from xmr.index.query import encode_query
+
+    cfg.score_interline = 6.3
+    query = encode_query(model, image=two)
+    assert query.notes == ["the picture was read as a score page: its 2 systems set on one line"]
+    np.testing.assert_allclose(query.vector, got[0] / np.linalg.norm(got[0]), atol=1e-5)
+    assert encode_query(model, image=main).notes == []

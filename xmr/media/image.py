@@ -49,6 +49,12 @@ class ImageConfig:
             or ``"stretch"`` (resize to the size, ignoring the aspect ratio).
         max_pixels: largest accepted ``width * height`` of the decoded image.
         fill: padding value 0-255 (``"pad"`` only); 255 is white, which suits scores and line art.
+        score_interline: for a model of score engravings, their staff-line spacing in pixels. Every
+            image the model encodes (a query, a collection's picture) is then first brought into
+            the engravings' form by :func:`xmr.media.score.conform_score`: a photo's page found,
+            rectified and evenly lit, the staff scaled to this spacing, the systems set side by side
+            as one line ``size[0]`` pixels high; an engraving already in that form is left as it
+            is. ``None`` (the default): images are used as they come.
 
     Example::
 
@@ -60,6 +66,7 @@ class ImageConfig:
     resize: str = "pad"
     max_pixels: int = DEFAULT_MAX_PIXELS
     fill: int = 255
+    score_interline: float | None = None
 
     def __post_init__(self) -> None:
         size = tuple(int(v) for v in self.size)
@@ -74,6 +81,12 @@ class ImageConfig:
             raise ConfigError(f"ImageConfig.max_pixels must be positive, got {self.max_pixels!r}")
         if not 0 <= int(self.fill) <= 255:
             raise ConfigError(f"ImageConfig.fill must be in 0..255, got {self.fill!r}")
+        if self.score_interline is not None:
+            spacing = self.score_interline
+            if isinstance(spacing, bool) or not isinstance(spacing, (int, float)) or not 2 <= spacing <= 64:
+                raise ConfigError("ImageConfig.score_interline must be a staff-line spacing of 2-64 pixels, "
+                                  f"got {self.score_interline!r}")
+            self.score_interline = float(self.score_interline)
 
     @property
     def channels(self) -> int:
@@ -81,9 +94,12 @@ class ImageConfig:
         return 3 if self.mode == "RGB" else 1
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict of the fields (``size`` as a list)."""
+        """Plain JSON-ready dict of the fields (``size`` as a list; ``score_interline`` only when set,
+        so that the configs, and fingerprints, of models without it are as they were)."""
         data = dataclasses.asdict(self)
         data["size"] = list(self.size)
+        if data["score_interline"] is None:
+            del data["score_interline"]
         return data
 
     @classmethod

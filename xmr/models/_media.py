@@ -3,12 +3,14 @@
 from xmr.media.audio import load_audio
 from xmr.media.features import SpectrogramConfig, compute_features
 from xmr.media.image import ImageConfig, load_image, prepare_image
+from xmr.media.score import conform_score
 from xmr.media.text import normalize_text
 
 __all__ = [
     "ImageConfig",
     "SpectrogramConfig",
     "compute_features",
+    "conform_score",
     "load_audio",
     "load_image",
     "normalize_text",

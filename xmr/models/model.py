@@ -205,6 +205,8 @@ class XmrModel(nn.Module):
             imgs = []
             for x in inputs:
                 img = _media.load_image(x, max_pixels=cfg.max_pixels)
+                if cfg.score_interline is not None:
+                    img = _media.conform_score(img, interline=cfg.score_interline, height=cfg.size[0])
                 lengths.append(fitted_width(img.width, img.height, cfg.size, cfg.resize))
                 imgs.append(_media.prepare_image(img, cfg))
             return torch.stack(imgs), torch.tensor(lengths)

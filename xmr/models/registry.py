@@ -160,10 +160,12 @@ def scfem_stft() -> ModelConfig:
 # 3.9 Hz apart) at a 20 ms hop; score images at the corpus's own height, 256 px, where the staff
 # lines of its engravings are a median 6.3 px apart (5th percentile 5.2 px, 99.8% of 1,016 measured
 # images at least 4 px; the two below are six-staff scores), the aspect ratio kept and the width
-# padded up to 1,024 px (98% of the engravings fit at full height).
+# padded up to 1,024 px (98% of the engravings fit at full height). Pictures from elsewhere (phone
+# photos, other engravers' pages of several systems) are conformed to that form: one line of music
+# with the staff lines 6.3 px apart (xmr.media.score; the corpus's own engravings pass unchanged).
 _LOGFREQ = dict(sample_rate=16000, kind="logfreq", n_fft=4096, win_length=4096, hop_length=320,
                 f_min=30.0, f_max=6000.0, bins_per_octave=16)
-_SEQ_IMAGE = dict(size=(256, 1024), mode="L", resize="pad")
+_SEQ_IMAGE = dict(size=(256, 1024), mode="L", resize="pad", score_interline=6.3)
 
 
 # Conv widths per block (each block ends in a 2x2 max-pool). Dorfer et al. 2018's 24-24, 48-48,
