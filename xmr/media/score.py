@@ -96,18 +96,23 @@ def read_score_page(img, *, interline: float, height: int) -> tuple[Any, str | N
     scale = interline / layout.interline
     rows = np.asarray(page, dtype=np.uint8)
     crops, centres = [], []  # each system cropped to its ink, and its staves' middle row in the crop
+    reach = int(round(5 * layout.interline))  # ledger lines, lyrics and dynamics: within 5 spacings
     for top, bottom in layout.systems:
+        staves = [st for st in layout.staves if top <= st[0] and st[1] < bottom]
+        if not staves:
+            continue
+        top, bottom = max(top, staves[0][0] - reach), min(bottom, staves[-1][1] + reach)
         band = rows[top:bottom]
         ink = band < INK
-        cols, lines = np.flatnonzero(ink.any(axis=0)), np.flatnonzero(ink.any(axis=1))
-        if cols.size == 0:
+        # the music's extent: rows and columns with a few dots of ink (a photo's grain has single ones)
+        cols, lines = np.flatnonzero(ink.sum(axis=0) >= 2), np.flatnonzero(ink.sum(axis=1) >= 3)
+        if cols.size == 0 or lines.size == 0:
             continue
         pad = int(round(MARGIN / scale))
         y0, y1 = max(lines[0] - pad, 0), min(lines[-1] + 1 + pad, band.shape[0])
         x0, x1 = max(cols[0] - pad, 0), min(cols[-1] + 1 + pad, band.shape[1])
         crops.append(Image.fromarray(np.ascontiguousarray(band[y0:y1, x0:x1])))
-        staves = [st for st in layout.staves if top <= st[0] and st[1] < bottom]
-        centres.append((staves[0][0] + staves[-1][1]) / 2 - top - y0 if staves else (y1 - y0) / 2)
+        centres.append((staves[0][0] + staves[-1][1]) / 2 - top - y0)
     if not crops:
         return gray, None
     # the systems side by side with their staves on one level; the line's ink fitted into the
