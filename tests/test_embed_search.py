@@ -95,9 +95,12 @@ def test_index_build_and_search_from_the_shell(embedded, tiny_checkpoint, tiny_c
     # the item's own audio file finds itself first, with a window offset
     assert main(["search", "--index", str(index), "--audio", str(item["audio"]), "--target", "audio",
                  "-k", "3", "--json"]) == 0
-    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    printed = capsys.readouterr()
+    lines = [json.loads(x) for x in printed.out.splitlines()]
     assert lines[0]["id"] == item["id"] and lines[0]["score"] == pytest.approx(1.0, abs=1e-4)
     assert lines[0]["start"] is not None and len(lines) == 3
+    # what the query path did is said on stderr (the clip is longer than one window)
+    assert "note: the clip was cut into" in printed.err and "windows" in printed.err
     # a fused text + image query over all modalities, filtered to one split, printed as a table
     split = str(item["split"])
     assert main(["search", "--index", str(index), "--text", item["caption"][0], "--image", str(item["image"]),

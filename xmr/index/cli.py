@@ -105,9 +105,12 @@ def _search(args: argparse.Namespace) -> int:
             raise InputError(f"--filter needs COLUMN=VALUE[,VALUE], got {f!r}")
         col, values = f.split("=", 1)
         filters[col.strip()] = _csv(values) or [""]
+    notes: list[str] = []
     hits = search(index=args.index, text=args.text, audio=args.audio, image=args.image, weights=weights,
                   k=args.k, targets=_csv(args.target), checkpoint=args.checkpoint, filters=filters or None,
-                  manifest=args.manifest)
+                  manifest=args.manifest, notes=notes)
+    for note in notes:  # on stderr, so that --json output stays one object per line
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         for h in hits:
             row = {"rank": h.rank, "id": h.item_id, "modality": h.modality, "score": round(h.score, 6),

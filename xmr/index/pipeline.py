@@ -116,6 +116,7 @@ def search(
     filters: Mapping[str, Any] | None = None,
     model: XmrModel | None = None,
     manifest: str | Path | None = None,
+    notes: list[str] | None = None,
 ) -> list[Hit]:
     """Search an index folder with a (possibly multi-modal) query: the ``xmr search`` command.
 
@@ -130,6 +131,8 @@ def search(
         model: an already loaded model.
         manifest: the manifest of the indexed items: with an audio query, each hit whose item has a
             bar alignment gets the bars of its score that match best (``Hit.bars``, :mod:`xmr.index.bars`).
+        notes: a list to append what the user should know about the query to (:attr:`EncodedQuery.notes`:
+            a clip cut into windows, a picture read as a photographed page, ...).
 
     Example:
         >>> for h in search(index="runs/index", text=["a jig on flute"], k=5):  # doctest: +SKIP
@@ -152,6 +155,8 @@ def search(
     if store.fingerprint != str(model.fingerprint):  # pragma: no cover - load() already refuses
         raise CheckpointMismatchError(f"index {store.fingerprint} vs model {model.fingerprint}")
     query = encode_query(model, audio=list(audio), image=list(image), text=list(text), weights=weights)
+    if notes is not None:
+        notes.extend(query.notes)
     targets = list(targets) if targets else store.modalities
     unknown = [t for t in targets if t not in (*MODALITIES, "audio_windows")]
     if unknown:
