@@ -131,6 +131,26 @@ def test_a_photographed_page_is_found_rectified_and_scaled(tiny_corpus, size):
     assert np.median(arr) >= 240 and arr.min() <= 80
 
 
+def test_a_photographed_page_of_several_systems_becomes_one_line(tiny_corpus):
+    """Three one-staff excerpts stacked into a page, photographed at 2.5 times in perspective:
+    three systems read (the edges fitted at full size, so no staff is left sloped), set side by
+    side as long as the three engravings."""
+    lines = [img for img in (_main_image(row, tiny_corpus) for row in _rows(tiny_corpus))
+             if len(read_layout(img)[1].staves) == 1][:3]
+    assert len(lines) == 3
+    page = Image.new("L", (max(i.width for i in lines), 3 * 160), 255)
+    for k, img in enumerate(lines):
+        page.paste(img.crop((0, 48, img.width, 208)), (0, 160 * k))
+    photo, _ = _photo(page, 2.5, 0.03, seed=3)
+    layout = read_layout(photo)[1]
+    assert layout.page and len(layout.systems) == 3, layout
+    line = conform_score(photo, interline=INTERLINE, height=IMAGE_HEIGHT)
+    again = read_layout(line)[1]
+    assert len(again.systems) == 1 and abs(again.interline - INTERLINE) <= 0.12 * INTERLINE
+    total = sum(i.width for i in lines)
+    assert 0.85 * total <= line.width <= 1.2 * total, (total, line.size)
+
+
 def test_a_picture_without_staves_is_left_alone():
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:300, 0:400]
