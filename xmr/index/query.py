@@ -171,7 +171,6 @@ def encode_query(
     """
     from xmr.media.audio import load_audio
     from xmr.media.image import load_image
-    from xmr.media.score import read_score_page
     from xmr.media.text import normalize_text
 
     limits = limits or QueryLimits()
@@ -207,12 +206,7 @@ def encode_query(
         elif m == "image":
             img = load_image(value, max_pixels=limits.max_image_pixels, max_aspect=limits.max_image_aspect,
                              notes=notes)
-            prep = model.config.image_preprocessing
-            if prep.score_interline is not None:  # what the model does to it, said to the user
-                img, note = read_score_page(img, interline=prep.score_interline, height=prep.size[0])
-                if note:
-                    notes.append(f"the picture was {note}")
-            parts[name] = model.encode("image", [img])[0]
+            parts[name] = model.encode("image", [img], notes=notes)[0]  # notes: a score picture's reading
         else:
             wave = value if isinstance(value, np.ndarray) else load_audio(
                 value, sample_rate=int(model.sample_rate), max_seconds=limits.max_audio_seconds,

@@ -93,8 +93,14 @@ def read_score_page(img, *, interline: float, height: int) -> tuple[Any, str | N
     page, layout = read_layout(gray)
     if not layout.systems:
         return gray, None
-    scale = interline / layout.interline
     rows = np.asarray(page, dtype=np.uint8)
+    # one system on white paper, as high as the strip: an engraving in the corpus's form already
+    # (the staff size is not second-guessed: a tall many-staff system fitted into the strip has
+    # lines too close to be measured reliably)
+    if (not layout.page and layout.angle == 0.0 and len(layout.systems) == 1 and gray.height == height
+            and float(np.percentile(rows, 90)) >= 250):
+        return gray, None
+    scale = interline / layout.interline
     crops, centres = [], []  # each system cropped to its ink, and its staves' middle row in the crop
     reach = int(round(5 * layout.interline))  # ledger lines, lyrics and dynamics: within 5 spacings
     for top, bottom in layout.systems:
@@ -120,13 +126,6 @@ def read_score_page(img, *, interline: float, height: int) -> tuple[Any, str | N
     above = max(c for c in centres) * scale
     below = max(cr.height - c for cr, c in zip(crops, centres, strict=True)) * scale
     s = scale * min(1.0, height / (above + below))
-    # one system on white paper, as high as the strip: an engraving in the corpus's form already
-    # (the staff size is not second-guessed: a tall many-staff system fitted into the strip has
-    # lines too close to be measured reliably)
-    unchanged = (not layout.page and layout.angle == 0.0 and len(crops) == 1 and gray.height == height
-                 and float(np.percentile(rows, 90)) >= 250)
-    if unchanged:
-        return gray, None
     method = Image.Resampling.LANCZOS if s < 1.0 else Image.Resampling.BICUBIC
     resized = [cr.resize((max(1, round(cr.width * s)), max(1, round(cr.height * s))), method) for cr in crops]
     level = (height - (above + below) * s / scale) / 2 + above * s / scale  # the staves' middle row

@@ -170,10 +170,13 @@ class XmrModel(nn.Module):
         """Whether the tower of ``modality`` reads a sequence with per-item lengths (``seq_cnn``)."""
         return modality in self.towers and bool(getattr(self.towers[modality], "takes_lengths", False))
 
-    def prepare_with_lengths(self, modality: str, inputs: Sequence[Any]) -> tuple[Any, Any]:
+    def prepare_with_lengths(self, modality: str, inputs: Sequence[Any], *,
+                             notes: list[str] | None = None) -> tuple[Any, Any]:
         """:meth:`prepare` plus the valid length of each item: audio samples (``min(len,
         window)``), image content columns (:func:`~xmr.models.sequence.fitted_width`); ``None``
-        for text. Sequence towers mask what lies after them; the other towers ignore them."""
+        for text. Sequence towers mask what lies after them; the other towers ignore them.
+        ``notes``: a list to append what was done to a picture to (a score model's
+        :func:`~xmr.media.score.read_score_page`)."""
         self._check(modality)
         if (
             isinstance(inputs, (str, Path))
@@ -206,7 +209,9 @@ class XmrModel(nn.Module):
             for x in inputs:
                 img = _media.load_image(x, max_pixels=cfg.max_pixels)
                 if cfg.score_interline is not None:
-                    img = _media.conform_score(img, interline=cfg.score_interline, height=cfg.size[0])
+                    img, note = _media.read_score_page(img, interline=cfg.score_interline, height=cfg.size[0])
+                    if note and notes is not None:
+                        notes.append(f"the picture was {note}")
                 lengths.append(fitted_width(img.width, img.height, cfg.size, cfg.resize))
                 imgs.append(_media.prepare_image(img, cfg))
             return torch.stack(imgs), torch.tensor(lengths)
@@ -286,7 +291,8 @@ class XmrModel(nn.Module):
         return self.embed(modality, batch)
 
     @torch.no_grad()
-    def encode(self, modality: str, inputs: Sequence[Any], batch_size: int = 32) -> np.ndarray:
+    def encode(self, modality: str, inputs: Sequence[Any], batch_size: int = 32, *,
+               notes: list[str] | None = None) -> np.ndarray:
         """Raw inputs -> float32 ``(N, D)`` L2-normalised embeddings (eval mode, no gradient).
 
         Args:
@@ -295,6 +301,8 @@ class XmrModel(nn.Module):
                 ``audio_window_seconds``; window longer audio yourself; sequence towers mask the
                 padding) / PIL images or image paths / strings.
             batch_size: items per forward pass.
+            notes: a list to append what the user should know about the inputs to (a score
+                picture read as a photographed page, ...).
 
         Example:
             >>> model.encode("audio", [np.zeros(16000, np.float32)]).shape  # doctest: +SKIP
@@ -309,7 +317,8 @@ class XmrModel(nn.Module):
         try:
             out = []
             for start in range(0, len(items), max(1, int(batch_size))):
-                batch, lengths = self.prepare_with_lengths(modality, items[start : start + batch_size])
+                batch, lengths = self.prepare_with_lengths(modality, items[start : start + batch_size],
+                                                           notes=notes)
                 if isinstance(batch, dict):
                     batch = {k: v.to(self.device) for k, v in batch.items()}
                 else:
