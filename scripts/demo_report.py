@@ -3,8 +3,8 @@
     python scripts/demo_report.py --run runs/demo --manifest data/corpus/manifest.parquet \\
         --out checkpoints/demo [--text-run runs/demo-text]
 
-With ``--text-run`` (scripts/rebuild_demo.py's text stage: the text head refitted on top of
-``--run``) that run's checkpoint is the one evaluated, and its steps and config are reported too.
+With ``--text-run`` (scripts/rebuild_demo.py's text stage: the projection heads refitted on top
+of ``--run``) that run's checkpoint is the one evaluated, and its steps and config are reported too.
 
 Every direction between audio, image and text is scored, text with both caption styles (full and
 content-only), and audio also as rendered with the soundfont training never saw (the manifest's
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--out", required=True, help="where report.md and metrics.json go")
     parser.add_argument("--note", default="", help="a paragraph added to the report")
-    parser.add_argument("--text-run", default=None, help="a text-head refit of --run: its checkpoint is "
+    parser.add_argument("--text-run", default=None, help="a head refit of --run: its checkpoint is "
                         "evaluated")
     args = parser.parse_args()
     run, out = Path(args.run), Path(args.out)
@@ -166,9 +166,13 @@ def main() -> None:
     if text_run is not None:
         refit = json.loads((text_run / "report.json").read_text())
         refit_config = json.loads((text_run / "config.json").read_text())
-        lines += ["## Text head refit (the evaluated checkpoint)", "",
-                  f"The text head alone trained again on top of the checkpoint above, its audio and image "
-                  f"towers and heads frozen: {refit['steps']} steps of {refit['global_batch']} in "
+        what = ("The text head alone trained again on top of the checkpoint above, its audio and image "
+                "towers and heads frozen" if refit_config["train"]["freeze_heads"] else
+                "The three projection heads trained again on top of the checkpoint above, its audio and "
+                "image towers frozen (feature dropout "
+                f"{refit_config['train'].get('feature_dropout', 0.0):g})")
+        lines += ["## Head refit (the evaluated checkpoint)", "",
+                  f"{what}: {refit['steps']} steps of {refit['global_batch']} in "
                   f"{refit['wall_seconds'] / 60:.1f} min of steps, after the frozen towers' features of "
                   "every training item were computed once.", "",
                   "```json", json.dumps({k: refit_config[k] for k in ("data", "optim", "train")}, indent=2),

@@ -14,8 +14,8 @@ corpus    ``OUT/corpus/`` (or --corpus)   its ``summary.json`` is there; else th
                                           from the pieces it finished (``xmr corpus build``)
 train     ``OUT/run/``                    ``report.json`` and ``checkpoint/`` are there; else
                                           ``xmr train --resume`` from ``state.pt`` when present
-text      ``OUT/text/``                   the same; the text head refitted to the trained
-                                          model's fixed audio and image space
+text      ``OUT/text/``                   the same; the projection heads refitted on the
+                                          trained model's frozen towers in large batches
                                           (``configs/demo-text-refit.yaml`` on top of the
                                           train stage's config; its checkpoint is the result)
 embed     ``OUT/embeddings/``             ``embeddings.json`` is there; else resumes by chunks
@@ -172,7 +172,7 @@ def text_done(p: Plan) -> bool:
 
 
 def text_run(p: Plan) -> str:
-    """One process: the frozen towers run once per item, then only the small text head trains."""
+    """One process: the frozen towers run once per item, then only the small heads train."""
     from xmr.train.config import load_config
 
     base = json.loads((p.run / "config.json").read_text())
@@ -180,7 +180,8 @@ def text_run(p: Plan) -> str:
     overrides = [f"train.init={p.run / 'checkpoint'}", f"data.cache_dir={cache}", *p.text_overrides]
     cfg = load_config(p.text_config, overrides, base=base)
     report, resume = _train_here(cfg, p.text_run, "the text stage")
-    return f"text head: {report['steps']} steps{' (resumed)' if resume else ''}, {report['wall_seconds']} s"
+    heads = "text head" if cfg.train.freeze_heads else "heads"
+    return f"{heads}: {report['steps']} steps{' (resumed)' if resume else ''}, {report['wall_seconds']} s"
 
 
 def embed_done(p: Plan) -> bool:

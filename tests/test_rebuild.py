@@ -45,7 +45,7 @@ def test_rebuild_runs_every_stage_then_skips_them(tmp_path, capsys):
     assert list(lines) == ["corpus", "train", "text", "embed", "index", "report"]
     assert not any("skip" in line for line in lines.values())
     assert "12 items" in lines["corpus"] and "2 steps" in lines["train"]
-    assert "text head: 2 steps" in lines["text"]
+    assert "heads: 2 steps" in lines["text"]
     assert "audio→image MRR" in lines["report"]
     assert "total" in first and "checkpoint" in first and "--install" in first
     for path in ("corpus/manifest.parquet", "corpus/views.parquet", "run/checkpoint/model.safetensors",
@@ -55,11 +55,13 @@ def test_rebuild_runs_every_stage_then_skips_them(tmp_path, capsys):
     config = json.loads((out / "run" / "config.json").read_text())
     assert config["model"]["name"] == "demo-seq-lite" and config["data"]["views"] is True  # the CPU recipe
     assert config["data"]["augment"] == "real"
-    # the text stage trained the text head alone, and the report evaluates its checkpoint
+    # the text stage trained the heads alone (the towers are the first stage's), and the report
+    # evaluates its checkpoint
     first_w, refit_w = (load_file(out / f"{run}/checkpoint/model.safetensors") for run in ("run", "text"))
-    assert {k for k in first_w if not torch.equal(first_w[k], refit_w[k])} == \
-        {k for k in first_w if k.startswith("heads.text.")}
-    assert "Text head refit" in (out / "report" / "report.md").read_text()
+    changed = {k for k in first_w if not torch.equal(first_w[k], refit_w[k])}
+    assert changed and all(k.startswith("heads.") for k in changed)
+    assert {k.split(".")[1] for k in changed} == {"audio", "image", "text"}
+    assert "Head refit" in (out / "report" / "report.md").read_text()
     logs = ("stages.json", "plan.json")  # rewritten by every call
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name not in logs}
     times = json.loads((out / "stages.json").read_text())

@@ -66,3 +66,45 @@ def test_init_from_another_model_is_refused(first_run, tmp_path):
     with pytest.raises(InputError, match="train.init: checkpoint holds another model"):
         Trainer(_cfg(manifest, cache, f"train.init={checkpoint}", "model.embed_dim=16"),
                 out_dir=tmp_path / "other")
+
+
+def test_head_refit_trains_every_head_on_the_cached_features(first_run, tmp_path):
+    """``freeze_heads: false``: the towers stay the checkpoint's and read no media, the three heads
+    train; ``train.feature_dropout`` drops cached features in the steps only (another refit, and
+    the model itself has no dropout: a checkpoint of the same model as its init)."""
+    import xmr
+    from xmr.train.loop import Trainer
+
+    manifest, cache, checkpoint = first_run
+    start = xmr.load_model(checkpoint)
+    refits = {}
+    for p in (0.0, 0.5):
+        out = tmp_path / f"refit-{p}"
+        trainer = Trainer(_cfg(manifest, cache, f"train.init={checkpoint}", "train.freeze=[audio,image]",
+                               "train.freeze_heads=false", f"train.feature_dropout={p}", "optim.lr=0.05"),
+                          out_dir=out)
+        assert trainer.cached_media == {"audio", "image"} and trainer.adapter.feature_dropout == p
+
+        def unread(*args, **kwargs):
+            raise AssertionError("a step read media that the frozen towers' cache holds")
+
+        trainer.train_items.crop = trainer.train_items.image = unread
+        trainer.fit()
+        refits[p] = xmr.load_model(out / "checkpoint")
+        assert refits[p].config.to_dict() == start.config.to_dict()  # the same model, other head weights
+        changed = {k for k, v in start.state_dict().items() if not torch.equal(refits[p].state_dict()[k], v)}
+        assert {k.split(".")[1] for k in changed if k.startswith("heads.")} == {"audio", "image", "text"}
+        assert not any(k.startswith("towers.") for k in changed)
+    wave = [np.random.default_rng(0).standard_normal(16000).astype(np.float32)]
+    assert not np.allclose(refits[0.0].encode("audio", wave), refits[0.5].encode("audio", wave))
+    trainer.adapter.unwrapped.eval()  # no dropout outside the steps: the same features, the same output
+    x = torch.ones(3, 8)
+    assert torch.equal(trainer.adapter._dropped(x), x)
+
+
+def test_feature_dropout_outside_zero_to_one_is_refused(first_run, tmp_path):
+    from xmr.errors import ConfigError
+
+    manifest, cache, _ = first_run
+    with pytest.raises(ConfigError, match="feature_dropout"):
+        _cfg(manifest, cache, "train.feature_dropout=1.0")

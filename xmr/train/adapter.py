@@ -58,6 +58,7 @@ class ModelAdapter:
         self._text_cache: dict[str, Any] = {}
         self._text_cache_file: Path | None = None
         self._media_cache: dict[str, dict[str, Any]] = {}  # modality -> {input hash: features}
+        self.feature_dropout = 0.0  # on cached features while the model trains (train.feature_dropout)
         self._item_features: dict[str, Any] = {}  # modality -> (N, F) of the cached items, in order
         self._frozen: set[str] = set()
         missing = set(modalities) - set(model.modalities)
@@ -286,16 +287,24 @@ class ModelAdapter:
             # a batch made with BatchSpec.features_cached: the fixed view's features, by item
             picked = batch.indices[rows] if rows is not None else batch.indices
             feats = self._item_features[modality][torch.as_tensor(picked, dtype=torch.long)]
-            z = model.heads[modality](feats.to(self.device))
+            z = model.heads[modality](self._dropped(feats.to(self.device)))
             return torch.nn.functional.normalize(z, dim=-1)
         if rows is not None:
             x = x[rows]
             lengths = lengths[rows] if lengths is not None else None
         if modality in self._media_cache and isinstance(x, torch.Tensor) and self.tower_fixed(modality):
-            z = model.heads[modality](self._cached_features(modality, x, lengths))
+            z = model.heads[modality](self._dropped(self._cached_features(modality, x, lengths)))
             return torch.nn.functional.normalize(z, dim=-1)
         return model.embed(modality, x.to(self.device, non_blocking=True), normalize=True,
                            lengths=lengths) if isinstance(x, torch.Tensor) else model.embed(modality, x)
+
+    def _dropped(self, feats):
+        """Cached features with :attr:`feature_dropout` applied while the model trains."""
+        import torch
+
+        if self.feature_dropout <= 0 or not self.unwrapped.training:
+            return feats
+        return torch.nn.functional.dropout(feats, self.feature_dropout, training=True)
 
     def embed_text(self, texts: list[str]):
         """Captions -> (B, D); through the feature cache when the text tower is frozen."""

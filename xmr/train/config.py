@@ -127,6 +127,11 @@ class LoopConfig:
             space, as LiT (Zhai et al., CVPR 2022) tunes text against a locked image tower.
         cache_frozen_media: run frozen audio/image towers once per item (a fixed crop, no
             augmentation for that modality) and train their heads on the cached features.
+        feature_dropout: dropout on the cached features of frozen audio and image towers while their
+            heads train
+            (the features of an item are the same at every step, so the heads would otherwise
+            learn them by heart; 0 = none). Only the training steps see it: the model has no
+            dropout layer, so its checkpoint is the same model as its init's.
         num_threads: torch CPU threads (0 = leave torch's default).
         progress: show a tqdm bar on rank 0.
     """
@@ -143,6 +148,7 @@ class LoopConfig:
     init: str | None = None
     cache_frozen_text: bool = True
     cache_frozen_media: bool = True
+    feature_dropout: float = 0.0
     num_threads: int = 0
     progress: bool = True
     tensorboard: bool = True
@@ -205,6 +211,9 @@ class TrainConfig:
             raise InputError("config: data.build_if_missing must be synthetic or null")
         if self.data.caption_choice not in ("random", "first"):
             raise ConfigError("config: data.caption_choice must be random or first")
+        if not 0.0 <= self.train.feature_dropout < 1.0:
+            raise ConfigError(f"config: train.feature_dropout must be in [0, 1), "
+                              f"got {self.train.feature_dropout}")
         if not 0.0 <= self.data.span_prob <= 1.0:
             raise ConfigError(f"config: data.span_prob must be in [0, 1], got {self.data.span_prob}")
         from xmr.media.augment import build_augment

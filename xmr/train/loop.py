@@ -116,6 +116,7 @@ class Trainer:
         if cfg.train.init:
             self._init_weights(cfg.train.init)
         self.adapter.set_frozen(cfg.train.freeze, heads=cfg.train.freeze_heads)
+        self.adapter.feature_dropout = cfg.train.feature_dropout
         if self.device.type == "cuda" and world > 1:
             self.model = self.adapter.convert_sync_batchnorm()
 
