@@ -1,6 +1,6 @@
 """``train.init``: a run starts from a checkpoint's weights; with the audio and image towers and
 heads frozen it refits only the text head, so the audio and image embeddings stay exactly those of
-the checkpoint."""
+the checkpoint; with the heads left trainable it refits all three on the towers' cached features."""
 
 from __future__ import annotations
 
