@@ -108,3 +108,74 @@ def test_feature_dropout_outside_zero_to_one_is_refused(first_run, tmp_path):
     manifest, cache, _ = first_run
     with pytest.raises(ConfigError, match="feature_dropout"):
         _cfg(manifest, cache, "train.feature_dropout=1.0")
+
+
+def test_feature_copies_are_each_items_training_batches(first_run, tmp_path, monkeypatch):
+    """``train.feature_copies``: besides each item's fixed view, the frozen towers' features of
+    ``c`` training copies (crop, affine and augmentation drawn once per copy) are cached. Each copy
+    is what the tower gives on that copy's batch (checked against the tower itself), every step
+    gives each item one drawn copy, the same for audio and image, and the steps read no media."""
+    import xmr
+    from xmr.media.augment import build_augment
+    from xmr.train.data import BatchSpec
+    from xmr.train.loop import Trainer
+
+    manifest, cache, checkpoint = first_run
+    trainer = Trainer(_cfg(manifest, cache, f"train.init={checkpoint}", "train.freeze=[audio,image]",
+                           "train.freeze_heads=false", "train.feature_copies=2", "data.augment=real",
+                           "optim.lr=0.05"), out_dir=tmp_path / "copies")
+    adapter, items = trainer.adapter, trainer.train_items
+    model = adapter.unwrapped.eval()
+    n = len(items)
+    for m in ("audio", "image"):
+        feats = adapter._item_features[m]
+        assert feats.shape[:2] == (3, n)
+        for c in range(3):
+            spec = (BatchSpec(modalities=(m,), audio_samples=adapter.audio_samples) if c == 0 else
+                    trainer._batch_spec((m,), cached=set(), augment=build_augment("real")))
+            batch = items.batch([1, 3], spec=spec, seed=0, step=-c)
+            with torch.no_grad():
+                ref = model.towers[m](model.features_input(m, getattr(batch, m)))
+            assert torch.allclose(feats[c, [1, 3]], ref, atol=1e-5), (m, c)
+        assert not torch.allclose(feats[0], feats[1]) and not torch.allclose(feats[1], feats[2])
+
+    spec = trainer._batch_spec(trainer.modalities, cached=trainer.cached_media, augment=trainer.augment)
+    batch = items.batch(list(range(n)), spec=spec, seed=0, step=5)
+    assert batch.audio is None and batch.image is None and set(batch.copies) == {0, 1, 2}
+    assert items.batch(list(range(n)), spec=spec, seed=0, step=5).copies == batch.copies
+    assert items.batch(list(range(n)), spec=spec, seed=0, step=6).copies != batch.copies
+    rows = torch.as_tensor(batch.copies), torch.arange(n)
+    with torch.no_grad():
+        for m in ("audio", "image"):  # one copy per row for both modalities: an aligned pair
+            ref = torch.nn.functional.normalize(model.heads[m](adapter._item_features[m][rows]), dim=-1)
+            assert torch.allclose(adapter.embed(m, batch), ref, atol=1e-6), m
+
+    def unread(*args, **kwargs):
+        raise AssertionError("a step read media that the frozen towers' cache holds")
+
+    cached = {m: adapter._item_features[m].clone() for m in ("audio", "image")}
+    items.crop = items.image = unread
+    trainer.fit()
+    start, refit = xmr.load_model(checkpoint), xmr.load_model(tmp_path / "copies" / "checkpoint")
+    changed = {k for k, v in start.state_dict().items() if not torch.equal(refit.state_dict()[k], v)}
+    assert changed and all(k.startswith("heads.") for k in changed)
+
+    # a second run with the same copies reads them from the cache and makes no copy batch
+    from xmr.train.data import ItemStore
+
+    made, batch_fn = [], ItemStore.batch
+    monkeypatch.setattr(ItemStore, "batch", lambda self, *a, **kw: made.append(kw.get("step", 0))
+                        or batch_fn(self, *a, **kw))
+    again = Trainer(trainer.cfg, out_dir=tmp_path / "again")
+    assert not [s for s in made if s < 0]
+    for m in ("audio", "image"):
+        assert torch.equal(again.adapter._item_features[m], cached[m])
+
+
+@pytest.mark.parametrize("value", ["-1", "true", "1.5"])
+def test_feature_copies_must_be_a_whole_number(first_run, value):
+    from xmr.errors import ConfigError
+
+    manifest, cache, _ = first_run
+    with pytest.raises(ConfigError, match="feature_copies"):
+        _cfg(manifest, cache, f"train.feature_copies={value}")

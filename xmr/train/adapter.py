@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,16 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def save_atomic(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then renamed over it: a reader never
+    sees half a file."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
 class ModelAdapter:
     """The model as the trainer uses it (see the module docstring)."""
 
@@ -59,7 +70,8 @@ class ModelAdapter:
         self._text_cache_file: Path | None = None
         self._media_cache: dict[str, dict[str, Any]] = {}  # modality -> {input hash: features}
         self.feature_dropout = 0.0  # on cached features while the model trains (train.feature_dropout)
-        self._item_features: dict[str, Any] = {}  # modality -> (N, F) of the cached items, in order
+        # modality -> (1 + copies, N, F): the cached items' features, in order; copy 0 the fixed view
+        self._item_features: dict[str, Any] = {}
         self._frozen: set[str] = set()
         missing = set(modalities) - set(model.modalities)
         if missing:
@@ -150,10 +162,7 @@ class ModelAdapter:
         if missing:
             self._compute_text(missing, progress=progress)
             if self._text_cache_file is not None:
-                self._text_cache_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self._text_cache_file.with_name(f"{self._text_cache_file.name}.{os.getpid()}.tmp")
-                torch.save(self._text_cache, tmp)
-                tmp.replace(self._text_cache_file)
+                save_atomic(self._text_cache, self._text_cache_file)
         return len(self._text_cache)
 
     def _compute_text(self, texts: list[str], *, progress: bool = False, batch_size: int = 128) -> None:
@@ -203,39 +212,61 @@ class ModelAdapter:
         return Path(cache_dir) / f"{modality}-features-{h.hexdigest()[:12]}.pt"
 
     def cache_media_features(self, modality: str, items, *, spec, cache_dir: str | Path | None = None,
-                             batch_size: int = 32, progress: bool = False) -> int:
+                             copies: int = 0, copy_spec=None, seed: int = 0, batch_size: int = 32,
+                             progress: bool = False) -> int:
         """Run a frozen audio/image tower once over every item of ``items`` (an ``ItemStore``) as
-        ``spec`` makes them (no augmentation: a fixed crop per item); returns how many are cached.
+        ``spec`` makes them (no augmentation: a fixed crop per item); returns how many inputs are
+        cached.
 
-        Does nothing when the tower trains. Later :meth:`embed` calls look the features up by the hash
-        of their input, or by item for a batch made without that modality's tensors
-        (``BatchSpec.features_cached``: no media is read at all); with ``cache_dir`` they persist
-        across runs.
+        With ``copies``, also over ``copies`` training copies of every item, copy ``c`` made by
+        ``items.batch(..., spec=copy_spec, seed=seed, step=-c)`` (spans, views and augmentation as
+        training draws them; the draws do not depend on the modality, so the audio and image
+        copies ``c`` of an item are the same bars). Does nothing when the tower trains. Later
+        :meth:`embed` calls look the fixed view's features up by the hash of their input, and
+        every copy's by item and ``Batch.copies`` for a batch made without that modality's tensors
+        (``BatchSpec.features_cached``: no media is read at all). With ``cache_dir`` they persist
+        across runs: the fixed views' in one file per tower, each copy's in its own file named by
+        the tower, the items, the seed and ``copy_spec``, written as soon as it is complete.
         """
         import torch
         from tqdm import tqdm
 
         if not self.tower_fixed(modality):
             return 0
+        if copies and copy_spec is None:
+            raise ValueError("cache_media_features: copies need a copy_spec")
         cache = self._media_cache.setdefault(modality, {})
         file = self._media_cache_file(modality, cache_dir) if cache_dir is not None else None
         if file is not None and file.exists() and not cache:
             cache.update(torch.load(file, weights_only=True))
         before = len(cache)
-        indices = list(range(len(items)))
         sequence = self.unwrapped.takes_lengths(modality)
-        per_item = []
-        for start in tqdm(range(0, len(indices), batch_size), desc=f"{modality} features",
-                          disable=not progress):
-            batch = items.batch(indices[start:start + batch_size], spec=spec)
-            per_item.append(self._cached_features(modality, getattr(batch, modality),
-                                                  batch.lengths.get(modality) if sequence else None).cpu())
-        self._item_features[modality] = torch.cat(per_item) if per_item else None
+
+        def features(c: int):
+            out = []
+            desc = f"{modality} features" + (f" (copy {c} of {copies})" if c else "")
+            for start in tqdm(range(0, len(items), batch_size), desc=desc, disable=not progress):
+                rows = list(range(start, min(start + batch_size, len(items))))
+                batch = items.batch(rows, spec=spec) if c == 0 else \
+                    items.batch(rows, spec=copy_spec, seed=seed, step=-c)
+                x, lengths = getattr(batch, modality), batch.lengths.get(modality) if sequence else None
+                out.append(self._cached_features(modality, x, lengths).cpu() if c == 0 else
+                           self._tower_features(modality, x, lengths))
+            return torch.cat(out) if out else None
+
+        per_copy = [features(0)]
         if file is not None and len(cache) > before:
-            file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
-            torch.save(cache, tmp)
-            tmp.replace(file)
+            save_atomic(cache, file)
+        for c in range(1, copies + 1):
+            name = hashlib.sha1(json.dumps([items.ids, seed, c, repr(copy_spec)]).encode()).hexdigest()[:12]
+            copy_file = file.with_name(f"{file.stem}-copy-{name}.pt") if file is not None else None
+            if copy_file is not None and copy_file.exists():
+                per_copy.append(torch.load(copy_file, weights_only=True))
+                continue
+            per_copy.append(features(c))
+            if copy_file is not None and per_copy[-1] is not None:
+                save_atomic(per_copy[-1], copy_file)
+        self._item_features[modality] = torch.stack(per_copy) if per_copy[0] is not None else None
         return len(cache)
 
     def _cached_features(self, modality: str, x, lengths=None):
@@ -246,7 +277,6 @@ class ModelAdapter:
         same features at any padding (tests/test_sequence_towers.py)."""
         import torch
 
-        model = self.unwrapped
         cache = self._media_cache[modality]
         if lengths is None:
             keys = [self._input_key(row) for row in x]
@@ -257,20 +287,28 @@ class ModelAdapter:
             keys = [self._input_key(row[..., :int(n)]) for row, n in zip(valid, lengths, strict=True)]
         missing = [k for k, key in enumerate(keys) if key not in cache]
         if missing:
-            tower = model.towers[modality]
-            was = tower.training
-            tower.eval()
-            with torch.no_grad():
-                rows = x[missing].to(self.device)
-                if lengths is None:
-                    feats = tower(model.features_input(modality, rows))
-                else:
-                    feats = tower(*model.sequence_input(modality, rows, lengths[missing]))
-                feats = feats.float().cpu()
-            tower.train(was)
+            feats = self._tower_features(modality, x[missing],
+                                         lengths[missing] if lengths is not None else None)
             for k, f in zip(missing, feats, strict=True):
                 cache[keys[k]] = f.clone()
         return torch.stack([cache[key] for key in keys]).to(self.device)
+
+    def _tower_features(self, modality: str, x, lengths=None):
+        """(B, ...) inputs -> (B, F) float32 CPU features of the frozen tower, in eval mode."""
+        import torch
+
+        model = self.unwrapped
+        tower = model.towers[modality]
+        was = tower.training
+        tower.eval()
+        with torch.no_grad():
+            rows = x.to(self.device)
+            if lengths is None:
+                feats = tower(model.features_input(modality, rows))
+            else:
+                feats = tower(*model.sequence_input(modality, rows, lengths))
+        tower.train(was)
+        return feats.float().cpu()
 
     # ------------------------------------------------------------------ embedding
     def embed(self, modality: str, batch, *, rows: slice | None = None):
@@ -284,9 +322,11 @@ class ModelAdapter:
         x = getattr(batch, modality)
         lengths = getattr(batch, "lengths", {}).get(modality) if model.takes_lengths(modality) else None
         if x is None and self._item_features.get(modality) is not None and self.tower_fixed(modality):
-            # a batch made with BatchSpec.features_cached: the fixed view's features, by item
+            # a batch made with BatchSpec.features_cached: each item's drawn copy, by item
             picked = batch.indices[rows] if rows is not None else batch.indices
-            feats = self._item_features[modality][torch.as_tensor(picked, dtype=torch.long)]
+            copies = (batch.copies[rows] if rows is not None else batch.copies) or [0] * len(picked)
+            feats = self._item_features[modality][torch.as_tensor(copies, dtype=torch.long),
+                                                  torch.as_tensor(picked, dtype=torch.long)]
             z = model.heads[modality](self._dropped(feats.to(self.device)))
             return torch.nn.functional.normalize(z, dim=-1)
         if rows is not None:

@@ -132,6 +132,13 @@ class LoopConfig:
             (the features of an item are the same at every step, so the heads would otherwise
             learn them by heart; 0 = none). Only the training steps see it: the model has no
             dropout layer, so its checkpoint is the same model as its init's.
+        feature_copies: training copies of each item cached besides its fixed view, for frozen
+            audio/image towers whose features are cached: copy ``c`` is the item as a training batch
+            makes it (``data``'s aligned spans, views, crop and augmentation), drawn once per copy,
+            and each step gives each item one of its ``1 + feature_copies`` copies, drawn per
+            (seed, step, item) and the same for audio and image, so an aligned span stays a pair
+            (0 = the fixed view only). The heads then see the other soundfonts, engravings,
+            recordings and photos that the towers were trained on, at no tower cost per step.
         num_threads: torch CPU threads (0 = leave torch's default).
         progress: show a tqdm bar on rank 0.
     """
@@ -149,6 +156,7 @@ class LoopConfig:
     cache_frozen_text: bool = True
     cache_frozen_media: bool = True
     feature_dropout: float = 0.0
+    feature_copies: int = 0
     num_threads: int = 0
     progress: bool = True
     tensorboard: bool = True
@@ -214,6 +222,10 @@ class TrainConfig:
         if not 0.0 <= self.train.feature_dropout < 1.0:
             raise ConfigError(f"config: train.feature_dropout must be in [0, 1), "
                               f"got {self.train.feature_dropout}")
+        if isinstance(self.train.feature_copies, bool) or not isinstance(self.train.feature_copies, int) \
+                or self.train.feature_copies < 0:
+            raise ConfigError(f"config: train.feature_copies must be a whole number >= 0, "
+                              f"got {self.train.feature_copies!r}")
         if not 0.0 <= self.data.span_prob <= 1.0:
             raise ConfigError(f"config: data.span_prob must be in [0, 1], got {self.data.span_prob}")
         from xmr.media.augment import build_augment

@@ -66,6 +66,9 @@ class BatchSpec:
     # modalities whose tensors are not made, only their presence: a frozen tower's features of each
     # item's fixed view are cached (ModelAdapter.cache_media_features)
     features_cached: tuple[str, ...] = ()
+    # with features_cached: cached training copies per item besides the fixed view
+    # (LoopConfig.feature_copies); each row draws one, Batch.copies
+    feature_copies: int = 0
 
 
 @dataclass
@@ -82,6 +85,8 @@ class Batch:
     # image content columns (centred, as resize="pad" places them); read by sequence towers
     lengths: dict[str, Any] = field(default_factory=dict)
     views: dict[str, list[str]] = field(default_factory=dict)  # modality -> "main" or the view's name
+    # with BatchSpec.features_cached: each row's cached copy (0 the fixed view), shared by audio and image
+    copies: list[int] = field(default_factory=list)
 
 
 def _generator(seed: int, step: int, index: int, salt: str = ""):
@@ -368,6 +373,10 @@ class ItemStore:
         aug = spec.augment if spec.augment is not None and spec.augment.audio_cfg is not None else None
         for m in spec.features_cached:
             out.present[m] = torch.from_numpy(self.has[m][indices].copy())
+        if spec.features_cached:
+            n = spec.feature_copies + 1
+            out.copies = [int(torch.randint(0, n, (1,), generator=_generator(seed, step, i, "copy")).item())
+                          if n > 1 else 0 for i in indices]
         if "audio" in spec.modalities and "audio" not in spec.features_cached:
             crops, lengths = [], []
             for i, g, span, view in zip(indices, gens, spans, picks["audio"], strict=True):

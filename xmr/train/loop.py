@@ -28,7 +28,6 @@ bit-for-bit (tests/test_train_resume.py), and ``log.jsonl`` is cut back to the c
 from __future__ import annotations
 
 import json
-import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from xmr.errors import InputError
+from xmr.train.adapter import save_atomic
 from xmr.train.config import TrainConfig
 from xmr.train.optim import lr_factor, param_groups
 from xmr.train.sampler import RandomBatchSampler
@@ -53,14 +53,6 @@ def _caption_groups(texts: list[str]):
 
     ids = [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=7).digest(), "little") for t in texts]
     return torch.tensor(ids, dtype=torch.long)
-
-
-def _save_atomic(obj, path: Path) -> None:
-    import torch
-
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -140,9 +132,10 @@ class Trainer:
         if cfg.train.cache_frozen_text and "text" in self.modalities:
             self.adapter.cache_text_features(self.train_items.captions, cache_dir=self.cache_dir,
                                              progress=cfg.train.progress and self.info.is_main)
-        self.cached_media = self._cache_frozen_media() if cfg.train.cache_frozen_media else set()
         # real-input augmentation (data.augment); a cached frozen tower sees each item's fixed view
+        # or one of its cached copies, augmented once when they were made
         augment = build_augment(cfg.data.augment)
+        self.cached_media = self._cache_frozen_media(augment) if cfg.train.cache_frozen_media else set()
         self.augment = augment.without(*self.cached_media) if augment is not None else None
 
         self.loss_fn = self._build_loss()
@@ -195,18 +188,39 @@ class Trainer:
                              f"(model config differs); start from a checkpoint of the same model")
         model.load_state_dict(start.state_dict())
 
-    def _cache_frozen_media(self) -> set[str]:
-        """Frozen audio/image towers: features of every training item's fixed view, computed once."""
+    def _cache_frozen_media(self, augment) -> set[str]:
+        """Frozen audio/image towers: features of every training item's fixed view, computed once,
+        and of ``train.feature_copies`` training copies of it (made with ``augment``)."""
         from xmr.train.data import BatchSpec
 
         cached = set()
+        copies = self.cfg.train.feature_copies
         for m in ("audio", "image"):
             if m in self.modalities and self.adapter.tower_fixed(m):
                 spec = BatchSpec(modalities=(m,), audio_samples=self.adapter.audio_samples)
+                copy_spec = self._batch_spec((m,), cached=set(), augment=augment) if copies else None
                 self.adapter.cache_media_features(m, self.train_items, spec=spec, cache_dir=self.cache_dir,
+                                                  copies=copies, copy_spec=copy_spec, seed=self.cfg.seed,
                                                   progress=self.cfg.train.progress and self.info.is_main)
                 cached.add(m)
         return cached
+
+    def _batch_spec(self, modalities: tuple[str, ...], *, cached: set[str], augment):
+        """How training batches are made (``data``); a cached frozen tower's modality is not made,
+        its features are looked up (each item's fixed view or a drawn copy)."""
+        from xmr.train.data import BatchSpec
+
+        d = self.cfg.data
+        return BatchSpec(modalities=modalities, audio_samples=self.adapter.audio_samples,
+                         random_crop=d.random_crop and "audio" not in cached,
+                         affine=d.affine and "image" not in cached,
+                         affine_degrees=d.affine_degrees, affine_translate=d.affine_translate,
+                         affine_scale=tuple(d.affine_scale), caption_choice=d.caption_choice,
+                         span_prob=d.span_prob, span_min_bars=d.span_min_bars,
+                         span_max_bars=d.span_max_bars, augment=augment, views=d.views,
+                         view_modalities=tuple(m for m in ("audio", "image") if m not in cached),
+                         features_cached=tuple(m for m in sorted(cached) if self.adapter.tower_fixed(m)),
+                         feature_copies=self.cfg.train.feature_copies)
 
     def _build_loss(self):
         from xmr.train.losses import build_loss
@@ -300,7 +314,7 @@ class Trainer:
     def save_state(self) -> None:
         """Write ``state.pt`` atomically (main process only; every process holds the same state)."""
         if self.info.is_main:
-            _save_atomic(self.state_dict(), self.state_path)
+            save_atomic(self.state_dict(), self.state_path)
 
     def load_state(self) -> None:
         """Restore everything :meth:`state_dict` saved."""
@@ -370,24 +384,13 @@ class Trainer:
         import torch
 
         from xmr.train import dist
-        from xmr.train.data import BatchSpec
 
         cfg, info = self.cfg, self.info
         # Re-seed per step: dropout masks depend on (seed, step, rank) only, so resume is exact.
         torch.manual_seed(cfg.seed * 1_000_003 + self.step * 7919 + info.rank)
         rank_rows = slice(info.rank * self.local_bs, (info.rank + 1) * self.local_bs)
         indices = global_indices[rank_rows]
-        spec = BatchSpec(modalities=self.modalities, audio_samples=self.adapter.audio_samples,
-                         # a cached frozen tower sees each item's fixed view (its cache key)
-                         random_crop=cfg.data.random_crop and "audio" not in self.cached_media,
-                         affine=cfg.data.affine and "image" not in self.cached_media,
-                         affine_degrees=cfg.data.affine_degrees, affine_translate=cfg.data.affine_translate,
-                         affine_scale=tuple(cfg.data.affine_scale), caption_choice=cfg.data.caption_choice,
-                         span_prob=cfg.data.span_prob, span_min_bars=cfg.data.span_min_bars,
-                         span_max_bars=cfg.data.span_max_bars, augment=self.augment, views=cfg.data.views,
-                         view_modalities=tuple(m for m in ("audio", "image") if m not in self.cached_media),
-                         features_cached=tuple(m for m in sorted(self.cached_media)
-                                               if self.adapter.tower_fixed(m)))
+        spec = self._batch_spec(self.modalities, cached=self.cached_media, augment=self.augment)
         batch = self.train_items.batch(indices, spec=spec, seed=cfg.seed, step=self.step)
         present, ids, groups = self._gather_meta(batch, indices)
         local = rank_rows if info.distributed else None
