@@ -9,6 +9,9 @@ path (:func:`xmr.index.encode_query`). It is ranked against the images of every 
 Reported:
 
 - the audio→image top-k rate of the clips (with the chance rate k / candidates) and their MRR;
+- with ``--span-candidates``, the same rate and MRR when each candidate is also embedded as every
+  run of 2–4 of its bars cut from its image (:func:`xmr.index.bars.candidate_spans` without a
+  query length: what an index of bar spans would hold) and scores as its best vector;
 - the highlight hit rate: the share of those clips whose highlighted bars contain all the clip's
   true bars (the bars the clip holds at least 0.25 s of, :func:`xmr.index.bars.bars_in`), for each
   way of matching (``--via``: the item's image or its audio cut at its bars), with the rate a span
@@ -54,8 +57,32 @@ def clip_items(df, split: str, clip_seconds: float, limit: int | None):
     return rows[:limit] if limit else rows
 
 
+def mean(values) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def _span_candidates(model, candidates):
+    """(V, D) unit vectors of every 2–4-bar run of each candidate's image and (V,) their
+    candidate's row in ``candidates``."""
+    from xmr.data.manifest import bar_alignment
+    from xmr.index.ann import normalize
+    from xmr.index.bars import BarLocator, candidate_spans
+
+    locator = BarLocator(model, via="image", max_items=len(candidates) + 1)
+    vectors, owner = [], []
+    for n, (_, row) in enumerate(candidates.iterrows()):
+        bars = bar_alignment(row)
+        if bars is None:
+            continue
+        spans = candidate_spans(bars["bar_onsets"], bars["bar_ends"], None)
+        vectors.append(locator.span_vectors(str(row["id"]), bars, spans, lambda row=row: row["image"]))
+        owner += [n] * len(spans)
+    return normalize(np.concatenate(vectors).astype(np.float32)), np.asarray(owner, dtype=np.int64)
+
+
 def measure(model, df, *, split: str = "test", clip_seconds: float = 4.0, k: int = 10, seed: int = 0,
-            vias=("image",), limit: int | None = None, extra_bars: int = 1, progress: bool = True) -> dict:
+            vias=("image",), limit: int | None = None, extra_bars: int = 1, span_candidates: bool = False,
+            progress: bool = True) -> dict:
     """The rates of the module docstring, as a dict (per clip records under ``"clips"``)."""
     from xmr.index.ann import normalize
     from xmr.index.bars import BarLocator, bars_in, candidate_spans
@@ -69,6 +96,7 @@ def measure(model, df, *, split: str = "test", clip_seconds: float = 4.0, k: int
     cand_ids = list(candidates["id"].astype(str))
     position = {i: n for n, i in enumerate(cand_ids)}
     items = clip_items(df, split, clip_seconds, limit)
+    spans_of = _span_candidates(model, candidates) if span_candidates else None
     rng = np.random.default_rng(seed)
     sr = int(model.sample_rate)
     locators = {v: BarLocator(model, via=v, extra_bars=extra_bars) for v in vias}
@@ -82,9 +110,16 @@ def measure(model, df, *, split: str = "test", clip_seconds: float = 4.0, k: int
         query = encode_query(model, audio=clip)
         scores = cand_vectors @ query.vector
         rank = int((scores > scores[position[str(row["id"])]]).sum()) + 1
+        if spans_of is not None:  # every candidate's best vector: its whole image or a span
+            span_vectors, owner = spans_of
+            best = scores.copy()
+            np.maximum.at(best, owner, span_vectors @ query.vector)
+            span_rank = int((best > best[position[str(row["id"])]]).sum()) + 1
         true = bars_in(bars["bar_onsets"], bars["bar_ends"], t0, t0 + clip_seconds)
         rec = {"id": str(row["id"]), "t0": round(t0, 3), "rank": rank, "true": list(true),
                "n_bars": len(bars["bar_onsets"])}
+        if spans_of is not None:
+            rec["span_rank"] = span_rank
         spans = candidate_spans(bars["bar_onsets"], bars["bar_ends"], query.audio_seconds,
                                 extra_bars=extra_bars)
         rec["chance"] = float(np.mean([a <= true[0] and true[1] <= b for a, b in spans]))
@@ -103,9 +138,10 @@ def measure(model, df, *, split: str = "test", clip_seconds: float = 4.0, k: int
            "chance_top_k": min(k / max(len(cand_ids), 1), 1.0),
            "mrr": float(np.mean([1.0 / r["rank"] for r in records])) if records else float("nan"),
            "embed_candidates_s": embed_s, "via": {}, "clips": records}
-    def mean(values):
-        return float(np.mean(values)) if len(values) else float("nan")
-
+    if spans_of is not None:
+        out["span_candidates"] = {"vectors": int(len(spans_of[1])),
+                                  "top_k_rate": mean([r["span_rank"] <= k for r in records]),
+                                  "mrr": mean([1.0 / r["span_rank"] for r in records])}
     for via in vias:
         def rate(rs, via=via):
             return mean([r[via]["contains"] for r in rs])
@@ -132,6 +168,11 @@ def report(out: dict, checkpoint: str, manifest: str) -> str:
              f"| audio→image: item in the top {out['k']} | {out['top_k_rate']:.3f} ({out['n_hits']} clips) | "
              f"{out['chance_top_k']:.3f} |",
              f"| audio→image MRR | {out['mrr']:.3f} | |"]
+    if "span_candidates" in out:
+        sc = out["span_candidates"]
+        lines += [f"| audio→image with 2–4-bar span candidates ({sc['vectors']} vectors): item in the top "
+                  f"{out['k']} | {sc['top_k_rate']:.3f} | {out['chance_top_k']:.3f} |",
+                  f"| audio→image MRR with span candidates | {sc['mrr']:.3f} | |"]
     for via, v in out["via"].items():
         lines += [f"| highlight (via the {via}) contains the true bars, clips in the top {out['k']} | "
                   f"{v['hit_rate_on_hits']:.3f} | {v['chance_on_hits']:.3f} |",
@@ -156,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--via", default="image", help="comma-separated: image, audio")
     parser.add_argument("--limit", type=int, default=None, help="at most this many clips")
+    parser.add_argument("--span-candidates", action="store_true", help="also rank with every 2-4-bar run "
+                        "of each candidate's image as a further vector of it")
     parser.add_argument("--json", default=None, help="also write the numbers and per-clip records here")
     args = parser.parse_args(argv)
 
@@ -168,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     df = read_manifest(args.manifest)
     out = measure(model, df, split=args.split, clip_seconds=args.clip_seconds, k=args.k, seed=args.seed,
                   vias=tuple(v.strip() for v in args.via.split(",") if v.strip()), limit=args.limit,
-                  extra_bars=args.extra_bars)
+                  extra_bars=args.extra_bars, span_candidates=args.span_candidates)
     print(report(out, checkpoint, args.manifest))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
