@@ -58,6 +58,7 @@ def save_atomic(obj, path: Path) -> None:
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
+
 class ModelAdapter:
     """The model as the trainer uses it (see the module docstring)."""
 
