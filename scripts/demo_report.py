@@ -171,10 +171,14 @@ def main() -> None:
                 "The three projection heads trained again on top of the checkpoint above, its audio and "
                 "image towers frozen (feature dropout "
                 f"{refit_config['train'].get('feature_dropout', 0.0):g})")
+        copies = int(refit_config["train"].get("feature_copies", 0))
+        cached = ("every training item" if not copies else
+                  f"every training item and of {copies} training copies of each (spans, views, "
+                  "augmentation as the data settings below draw them)")
         lines += ["## Head refit (the evaluated checkpoint)", "",
                   f"{what}: {refit['steps']} steps of {refit['global_batch']} in "
                   f"{refit['wall_seconds'] / 60:.1f} min of steps, after the frozen towers' features of "
-                  "every training item were computed once.", "",
+                  f"{cached} were computed once.", "",
                   "```json", json.dumps({k: refit_config[k] for k in ("data", "optim", "train")}, indent=2),
                   "```", ""]
     (out / "report.md").write_text("\n".join(lines))

@@ -62,6 +62,9 @@ def test_rebuild_runs_every_stage_then_skips_them(tmp_path, capsys):
     assert changed and all(k.startswith("heads.") for k in changed)
     assert {k.split(".")[1] for k in changed} == {"audio", "image", "text"}
     assert "Head refit" in (out / "report" / "report.md").read_text()
+    refit = json.loads((out / "text" / "config.json").read_text())  # on cached training copies too
+    copies = refit["train"]["feature_copies"]
+    assert copies > 0 and len(list((out / "run" / "cache").glob("*-features-*-copy-*.pt"))) == 2 * copies
     logs = ("stages.json", "plan.json")  # rewritten by every call
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name not in logs}
     times = json.loads((out / "stages.json").read_text())
