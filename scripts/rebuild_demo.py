@@ -254,7 +254,7 @@ def rebuild(p: Plan) -> dict[str, dict]:
         what = run(p)
         seconds = time.time() - t0
         total += seconds
-        result[name] = log[name] = {"seconds": round(seconds, 1), "skipped": False, "what": what}
+        result[name] = log[name] = {"seconds": round(seconds, 3), "skipped": False, "what": what}
         log_path.write_text(json.dumps(log, indent=2))
         print(f"[{name}] {seconds:.1f} s: {what}", flush=True)
     print(f"total {total:.1f} s this run ({sum(v.get('seconds', 0) for v in log.values()):.1f} s over "
