@@ -141,10 +141,11 @@ def test_feature_copies_are_each_items_training_batches(first_run, tmp_path, mon
 
     spec = trainer._batch_spec(trainer.modalities, cached=trainer.cached_media, augment=trainer.augment)
     batch = items.batch(list(range(n)), spec=spec, seed=0, step=5)
-    assert batch.audio is None and batch.image is None and set(batch.copies) == {0, 1, 2}
+    assert batch.audio is None and batch.image is None and set(batch.copies["audio"]) == {0, 1, 2}
+    assert batch.copies["image"] == batch.copies["audio"]
     assert items.batch(list(range(n)), spec=spec, seed=0, step=5).copies == batch.copies
     assert items.batch(list(range(n)), spec=spec, seed=0, step=6).copies != batch.copies
-    rows = torch.as_tensor(batch.copies), torch.arange(n)
+    rows = torch.as_tensor(batch.copies["audio"]), torch.arange(n)
     with torch.no_grad():
         for m in ("audio", "image"):  # one copy per row for both modalities: an aligned pair
             ref = torch.nn.functional.normalize(model.heads[m](adapter._item_features[m][rows]), dim=-1)
@@ -170,6 +171,57 @@ def test_feature_copies_are_each_items_training_batches(first_run, tmp_path, mon
     assert not [s for s in made if s < 0]
     for m in ("audio", "image"):
         assert torch.equal(again.adapter._item_features[m], cached[m])
+
+
+def test_partial_to_whole_pairs_a_copy_with_the_whole_item(first_run, tmp_path, monkeypatch):
+    """``train.partial_to_whole``: that share of the rows drawing a copy keep it on one side only
+    (audio or image) and take the fixed whole view (copy 0) on the other; the draw is per (seed,
+    step, item), the embedding reads each side's own copy, and the cached copies are the same
+    files as without it (no copy batch is made again)."""
+    from xmr.train.data import ItemStore
+    from xmr.train.loop import Trainer
+
+    manifest, cache, checkpoint = first_run
+    sets = [f"train.init={checkpoint}", "train.freeze=[audio,image]", "train.freeze_heads=false",
+            "train.feature_copies=2", "data.augment=real"]
+    plain = Trainer(_cfg(manifest, cache, *sets), out_dir=tmp_path / "plain")
+    made, batch_fn = [], ItemStore.batch
+    monkeypatch.setattr(ItemStore, "batch", lambda self, *a, **kw: made.append(kw.get("step", 0))
+                        or batch_fn(self, *a, **kw))
+    trainer = Trainer(_cfg(manifest, cache, *sets, "train.partial_to_whole=1.0"), out_dir=tmp_path / "whole")
+    assert not [s for s in made if s < 0]
+    monkeypatch.setattr(ItemStore, "batch", batch_fn)
+    adapter, items = trainer.adapter, trainer.train_items
+    n = len(items)
+    spec = trainer._batch_spec(trainer.modalities, cached=trainer.cached_media, augment=trainer.augment)
+    plain_spec = plain._batch_spec(plain.modalities, cached=plain.cached_media, augment=plain.augment)
+    sides = set()
+    for step in range(6):
+        batch = items.batch(list(range(n)), spec=spec, seed=0, step=step)
+        shared = items.batch(list(range(n)), spec=plain_spec, seed=0, step=step).copies["audio"]
+        for row, c in enumerate(shared):
+            a, i = batch.copies["audio"][row], batch.copies["image"][row]
+            assert (a, i) == (0, 0) if c == 0 else (a, i) in ((0, c), (c, 0)), (step, row, c, a, i)
+            sides.add("image" if a == 0 and c else "audio" if c else None)
+        part = items.batch([3, 1], spec=spec, seed=0, step=step).copies  # per item, not per batch
+        assert part == {m: [batch.copies[m][3], batch.copies[m][1]] for m in ("audio", "image")}
+    assert {"audio", "image"} <= sides
+
+    model = adapter.unwrapped.eval()
+    with torch.no_grad():
+        for m in ("audio", "image"):
+            rows = torch.as_tensor(batch.copies[m]), torch.arange(n)
+            ref = torch.nn.functional.normalize(model.heads[m](adapter._item_features[m][rows]), dim=-1)
+            assert torch.allclose(adapter.embed(m, batch), ref, atol=1e-6), m
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1.5"])
+def test_partial_to_whole_outside_zero_to_one_is_refused(first_run, value):
+    from xmr.errors import ConfigError
+
+    manifest, cache, _ = first_run
+    with pytest.raises(ConfigError, match="partial_to_whole"):
+        _cfg(manifest, cache, f"train.partial_to_whole={value}")
 
 
 @pytest.mark.parametrize("value", ["-1", "true", "1.5"])

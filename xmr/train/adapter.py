@@ -224,13 +224,12 @@ class ModelAdapter:
         training draws them; the draws do not depend on the modality, so the audio and image
         copies ``c`` of an item are the same bars). Does nothing when the tower trains. Later
         :meth:`embed` calls look the fixed view's features up by the hash of their input, and
-        every copy's by item and ``Batch.copies`` for a batch made without that modality's tensors
+        every copy's by item and ``Batch.copies[modality]`` for a batch made without that modality's tensors
         (``BatchSpec.features_cached``: no media is read at all). With ``cache_dir`` they persist
         across runs: the fixed views' in one file per tower, each copy's in its own file named by
-        the tower, the items, the seed and ``copy_spec``, written as soon as it is complete.
+        the tower, the items, the seed and ``copy_spec.media_key()``, written as soon as it is complete.
         """
         import torch
-        from tqdm import tqdm
 
         if not self.tower_fixed(modality):
             return 0
@@ -241,34 +240,45 @@ class ModelAdapter:
         if file is not None and file.exists() and not cache:
             cache.update(torch.load(file, weights_only=True))
         before = len(cache)
-        sequence = self.unwrapped.takes_lengths(modality)
-
-        def features(c: int):
-            out = []
-            desc = f"{modality} features" + (f" (copy {c} of {copies})" if c else "")
-            for start in tqdm(range(0, len(items), batch_size), desc=desc, disable=not progress):
-                rows = list(range(start, min(start + batch_size, len(items))))
-                batch = items.batch(rows, spec=spec) if c == 0 else \
-                    items.batch(rows, spec=copy_spec, seed=seed, step=-c)
-                x, lengths = getattr(batch, modality), batch.lengths.get(modality) if sequence else None
-                out.append(self._cached_features(modality, x, lengths).cpu() if c == 0 else
-                           self._tower_features(modality, x, lengths))
-            return torch.cat(out) if out else None
-
-        per_copy = [features(0)]
+        per_copy = [self._features_of(modality, items, spec=spec, batch_size=batch_size, progress=progress)]
         if file is not None and len(cache) > before:
             save_atomic(cache, file)
         for c in range(1, copies + 1):
-            name = hashlib.sha1(json.dumps([items.ids, seed, c, repr(copy_spec)]).encode()).hexdigest()[:12]
+            # named by what makes the copy: the items, the seed, the copy and the batch settings
+            key = json.dumps([items.ids, seed, c, copy_spec.media_key()])
+            name = hashlib.sha1(key.encode()).hexdigest()[:12]
             copy_file = file.with_name(f"{file.stem}-copy-{name}.pt") if file is not None else None
             if copy_file is not None and copy_file.exists():
                 per_copy.append(torch.load(copy_file, weights_only=True))
                 continue
-            per_copy.append(features(c))
+            per_copy.append(self._features_of(modality, items, spec=copy_spec, batch_size=batch_size,
+                                              progress=progress, copy=(c, copies, seed)))
             if copy_file is not None and per_copy[-1] is not None:
                 save_atomic(per_copy[-1], copy_file)
         self._item_features[modality] = torch.stack(per_copy) if per_copy[0] is not None else None
         return len(cache)
+
+    def _features_of(self, modality: str, items, *, spec, batch_size: int, progress: bool,
+                     copy: tuple[int, int, int] | None = None):
+        """(N, F) frozen-tower features of every item of ``items``: its fixed view as ``spec`` makes
+        it (through the input-keyed cache), or with ``copy = (c, copies, seed)`` its training copy
+        ``c`` (``items.batch(..., seed=seed, step=-c)``); ``None`` for no items."""
+        import torch
+        from tqdm import tqdm
+
+        sequence = self.unwrapped.takes_lengths(modality)
+        desc = f"{modality} features" + (f" (copy {copy[0]} of {copy[1]})" if copy else "")
+        out = []
+        for start in tqdm(range(0, len(items), batch_size), desc=desc, disable=not progress):
+            rows = list(range(start, min(start + batch_size, len(items))))
+            if copy is None:
+                batch = items.batch(rows, spec=spec)
+            else:
+                batch = items.batch(rows, spec=spec, seed=copy[2], step=-copy[0])
+            x, lengths = getattr(batch, modality), batch.lengths.get(modality) if sequence else None
+            out.append(self._cached_features(modality, x, lengths).cpu() if copy is None else
+                       self._tower_features(modality, x, lengths))
+        return torch.cat(out) if out else None
 
     def _cached_features(self, modality: str, x, lengths=None):
         """(B, ...) inputs -> (B, F) backbone features, computing only the inputs not seen before.
@@ -325,7 +335,8 @@ class ModelAdapter:
         if x is None and self._item_features.get(modality) is not None and self.tower_fixed(modality):
             # a batch made with BatchSpec.features_cached: each item's drawn copy, by item
             picked = batch.indices[rows] if rows is not None else batch.indices
-            copies = (batch.copies[rows] if rows is not None else batch.copies) or [0] * len(picked)
+            drawn = batch.copies.get(modality) or [0] * len(batch.indices)
+            copies = drawn[rows] if rows is not None else drawn
             feats = self._item_features[modality][torch.as_tensor(copies, dtype=torch.long),
                                                   torch.as_tensor(picked, dtype=torch.long)]
             z = model.heads[modality](self._dropped(feats.to(self.device)))

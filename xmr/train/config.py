@@ -139,6 +139,10 @@ class LoopConfig:
             (seed, step, item) and the same for audio and image, so an aligned span stays a pair
             (0 = the fixed view only). The heads then see the other soundfonts, engravings,
             recordings and photos that the towers were trained on, at no tower cost per step.
+        partial_to_whole: with ``feature_copies``, the share of the rows drawing a copy that pair
+            it with the item's fixed whole view on the other side (audio or image, drawn evenly):
+            a span of bars against the whole score or the whole excerpt, as a short clip or half a
+            score is queried against whole items (0 = every pair is one copy on both sides).
         num_threads: torch CPU threads (0 = leave torch's default).
         progress: show a tqdm bar on rank 0.
     """
@@ -157,6 +161,7 @@ class LoopConfig:
     cache_frozen_media: bool = True
     feature_dropout: float = 0.0
     feature_copies: int = 0
+    partial_to_whole: float = 0.0
     num_threads: int = 0
     progress: bool = True
     tensorboard: bool = True
@@ -226,6 +231,9 @@ class TrainConfig:
                 or self.train.feature_copies < 0:
             raise ConfigError(f"config: train.feature_copies must be a whole number >= 0, "
                               f"got {self.train.feature_copies!r}")
+        if not 0.0 <= self.train.partial_to_whole <= 1.0:
+            raise ConfigError(f"config: train.partial_to_whole must be in [0, 1], "
+                              f"got {self.train.partial_to_whole}")
         if not 0.0 <= self.data.span_prob <= 1.0:
             raise ConfigError(f"config: data.span_prob must be in [0, 1], got {self.data.span_prob}")
         from xmr.media.augment import build_augment

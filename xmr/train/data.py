@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,16 @@ class BatchSpec:
     # with features_cached: cached training copies per item besides the fixed view
     # (LoopConfig.feature_copies); each row draws one, Batch.copies
     feature_copies: int = 0
+    # with feature_copies: the share of rows whose audio or image (one of the two, drawn) is the
+    # item's fixed whole view while the other keeps its drawn copy (LoopConfig.partial_to_whole)
+    partial_to_whole: float = 0.0
+
+    def media_key(self) -> str:
+        """The settings that make the media of a batch, spelled out (the augmenter's configs too),
+        without those that only say which cached copy a row reads: cached copies are named by it."""
+        from dataclasses import replace
+
+        return repr(replace(self, features_cached=(), feature_copies=0, partial_to_whole=0.0))
 
 
 @dataclass
@@ -85,8 +96,9 @@ class Batch:
     # image content columns (centred, as resize="pad" places them); read by sequence towers
     lengths: dict[str, Any] = field(default_factory=dict)
     views: dict[str, list[str]] = field(default_factory=dict)  # modality -> "main" or the view's name
-    # with BatchSpec.features_cached: each row's cached copy (0 the fixed view), shared by audio and image
-    copies: list[int] = field(default_factory=list)
+    # with BatchSpec.features_cached: each row's cached copy per modality (0 the fixed view); the same
+    # for audio and image unless the row pairs a copy with the whole (BatchSpec.partial_to_whole)
+    copies: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _generator(seed: int, step: int, index: int, salt: str = ""):
@@ -272,6 +284,30 @@ class ItemStore:
         start = int(torch.randint(0, span + 1, (1,), generator=gen).item()) if gen is not None else span // 2
         return wave[start:start + length]
 
+    def draw_copies(self, indices: Sequence[int], spec: BatchSpec, *, seed: int, step: int
+                    ) -> dict[str, list[int]]:
+        """Each row's cached copy (0 the fixed view) for every modality of ``spec.features_cached``.
+
+        One copy per row is drawn uniformly from the ``1 + spec.feature_copies`` and shared by
+        audio and image, so an aligned span stays a pair. With ``spec.partial_to_whole``, that
+        share of the rows whose copy is not the fixed view gives one of audio and image (drawn
+        evenly) the fixed whole view instead: a span of one side, or its degraded copy, is paired
+        with the whole of the other, as a short clip or half a score is queried against whole items.
+        Every draw is per (seed, step, item), so it does not depend on the batch or process count.
+        """
+        import torch
+
+        n = spec.feature_copies + 1
+        shared = [int(torch.randint(0, n, (1,), generator=_generator(seed, step, i, "copy")).item())
+                  if n > 1 else 0 for i in indices]
+        out = {m: list(shared) for m in spec.features_cached}
+        if spec.partial_to_whole > 0 and {"audio", "image"} <= set(out):
+            for row, (i, c) in enumerate(zip(indices, shared, strict=True)):
+                u, side = torch.rand(2, generator=_generator(seed, step, i, "whole")).tolist()
+                if c and u < spec.partial_to_whole:
+                    out["audio" if side < 0.5 else "image"][row] = 0
+        return out
+
     # ---------------------------------------------------------------- aligned spans of bars
     def draw_span(self, index: int, spec: BatchSpec, gen) -> tuple[int, int] | None:
         """Bars ``(first, last)`` (inclusive) of a random aligned span of item ``index``, or None
@@ -374,9 +410,7 @@ class ItemStore:
         for m in spec.features_cached:
             out.present[m] = torch.from_numpy(self.has[m][indices].copy())
         if spec.features_cached:
-            n = spec.feature_copies + 1
-            out.copies = [int(torch.randint(0, n, (1,), generator=_generator(seed, step, i, "copy")).item())
-                          if n > 1 else 0 for i in indices]
+            out.copies = self.draw_copies(indices, spec, seed=seed, step=step)
         if "audio" in spec.modalities and "audio" not in spec.features_cached:
             crops, lengths = [], []
             for i, g, span, view in zip(indices, gens, spans, picks["audio"], strict=True):

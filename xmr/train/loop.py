@@ -220,7 +220,8 @@ class Trainer:
                          span_max_bars=d.span_max_bars, augment=augment, views=d.views,
                          view_modalities=tuple(m for m in ("audio", "image") if m not in cached),
                          features_cached=tuple(m for m in sorted(cached) if self.adapter.tower_fixed(m)),
-                         feature_copies=self.cfg.train.feature_copies)
+                         feature_copies=self.cfg.train.feature_copies,
+                         partial_to_whole=self.cfg.train.partial_to_whole)
 
     def _build_loss(self):
         from xmr.train.losses import build_loss
