@@ -12,7 +12,8 @@ measures:
   (30 s by default; a clip made by concatenating the collection's test audio, so it is real
   music for the demo corpus);
 - the follow-up steps of the page: drawing the result cards (score images, rendered on demand and
-  cached: the first call is cold) and loading their audio.
+  cached: the first call is cold) and loading their audio; for the audio query, matching each
+  result's bars (via its audio, rendered on demand the first time) and drawing them on its score.
 
 Goals (on a 2-vCPU Space): ready ≤ 30 s, RSS ≤ 2 GB, text ≤ 0.3 s, 30 s audio ≤ 1 s.
 
@@ -182,6 +183,17 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             client.predict(results, api_name=api)
             steps[name] = time.perf_counter() - t
+        # an audio query's bars (xmr.index.bars, via each result's audio: rendered on demand the
+        # first time, then its span vectors kept), then its highlighted score images
+        results, _ = audio_query(0)
+        for name, api in (("bars", "/result_bars"), ("bars again", "/result_bars")):
+            t = time.perf_counter()
+            located = client.predict(results, api_name=api)[0]
+            steps[name] = time.perf_counter() - t
+        assert any(h.get("bars") for h in located), "an audio query's results got no bars"
+        t = time.perf_counter()
+        client.predict(located, api_name="/result_images")
+        steps["highlighted images"] = time.perf_counter() - t
         rss_after = _tree_rss_bytes(proc.pid)
     finally:
         proc.terminate()
@@ -215,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| {args.k} audio clips, first time (rendered on demand unless on disk) | "
           f"{steps['audio'] * 1000:.0f} ms | |")
     print(f"| {args.k} audio clips again (cached) | {steps['audio again'] * 1000:.0f} ms | |")
+    print(f"| bars of an audio query's {args.k} results, first time (their audio rendered unless on disk) | "
+          f"{steps['bars'] * 1000:.0f} ms | |")
+    print(f"| the same bars again (span vectors kept) | {steps['bars again'] * 1000:.0f} ms | |")
+    print(f"| {args.k} score images with those bars highlighted | "
+          f"{steps['highlighted images'] * 1000:.0f} ms | |")
     return 0
 
 

@@ -14,10 +14,10 @@ Reported:
   query length: what an index of bar spans would hold) and scores as its best vector;
 - the highlight hit rate: the share of those clips whose highlighted bars contain all the clip's
   true bars (the bars the clip holds at least 0.25 s of, :func:`xmr.index.bars.bars_in`), for each
-  way of matching (``--via``: the item's image or its audio cut at its bars), with the rate a span
-  drawn at random from the same candidate spans would reach, and the mean highlighted and true
-  bar counts (a highlight of the whole score always contains the clip: the count says how much
-  the highlight narrows it down).
+  way of matching (``--via``: the item's audio cut at its bars, as the app matches, or its image),
+  with the rate a span drawn at random from the same candidate spans would reach, and the mean
+  highlighted and true bar counts (a highlight of the whole score always contains the clip: the
+  count says how much the highlight narrows it down).
 
 Usage::
 
@@ -58,6 +58,7 @@ def clip_items(df, split: str, clip_seconds: float, limit: int | None):
 
 
 def mean(values) -> float:
+    """The mean of ``values``; NaN when there are none (no clips, or no hits)."""
     return float(np.mean(values)) if len(values) else float("nan")
 
 
@@ -81,7 +82,7 @@ def _span_candidates(model, candidates):
 
 
 def measure(model, df, *, split: str = "test", clip_seconds: float = 4.0, k: int = 10, seed: int = 0,
-            vias=("image",), limit: int | None = None, extra_bars: int = 1, span_candidates: bool = False,
+            vias=("audio",), limit: int | None = None, extra_bars: int = 1, span_candidates: bool = False,
             progress: bool = True) -> dict:
     """The rates of the module docstring, as a dict (per clip records under ``"clips"``)."""
     from xmr.index.ann import normalize
@@ -136,7 +137,7 @@ def measure(model, df, *, split: str = "test", clip_seconds: float = 4.0, k: int
            "n_candidates": len(cand_ids), "n_clips": len(records), "n_hits": len(hits),
            "top_k_rate": len(hits) / max(len(records), 1),
            "chance_top_k": min(k / max(len(cand_ids), 1), 1.0),
-           "mrr": float(np.mean([1.0 / r["rank"] for r in records])) if records else float("nan"),
+           "mrr": mean([1.0 / r["rank"] for r in records]),
            "embed_candidates_s": embed_s, "via": {}, "clips": records}
     if spans_of is not None:
         out["span_candidates"] = {"vectors": int(len(spans_of[1])),
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip-seconds", type=float, default=4.0)
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--via", default="image", help="comma-separated: image, audio")
+    parser.add_argument("--via", default="audio,image", help="comma-separated: audio (as the app), image")
     parser.add_argument("--limit", type=int, default=None, help="at most this many clips")
     parser.add_argument("--span-candidates", action="store_true", help="also rank with every 2-4-bar run "
                         "of each candidate's image as a further vector of it")

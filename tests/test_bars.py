@@ -108,7 +108,9 @@ def test_a_wrong_clip_is_not_highlighted_where_it_does_not_sound(synthetic):
     row, wave = synthetic
     reader = BarReader()
     clip = wave[int(10.0 * SR):int(14.0 * SR)]
-    match = BarLocator(reader).locate(BarQuery(reader.encode("audio", [clip]), 4.0), row, row["image"])
+    locator = BarLocator(reader)  # the default: via the item's audio, as the app matches
+    assert locator.via == "audio"
+    match = locator.locate(BarQuery(reader.encode("audio", [clip]), 4.0), row, row[locator.via])
     assert match.contains(5, 6) and match.first >= 4
     assert match.label == f"bars {match.first + 1}–{match.last + 1}"
     assert BarMatch.from_dict(json.loads(json.dumps(match.to_dict()))) == match

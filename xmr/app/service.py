@@ -25,6 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,9 +51,8 @@ __all__ = ["EncodedQuery", "Hit", "RetrievalService", "ServiceConfig", "file_pay
 # Rendered media files remembered by path (least recently used dropped first; a dropped one is
 # found again on disk by the cache it was rendered into).
 MEDIA_PATHS = 4096
-# What an audio query is scored against to find a result's best bars: the result's score image cut
-# at its bars (see xmr.index.bars), the picture the highlight is drawn on.
-BARS_VIA = "image"
+# Files rendered at once when the bars of a page of results are matched.
+MEDIA_WORKERS = 2
 # Metadata shown under a result, when present.
 DETAIL_COLUMNS = ("collection", "composer", "title", "genre", "key", "meter", "tempo_term", "instrument",
                   "duration")
@@ -166,7 +166,8 @@ class RetrievalService:
         self._media_locks: dict[tuple[str, str], threading.Lock] = {}
         self._media_cache: OrderedDict[tuple[str, str], Path] = OrderedDict()
         # span vectors of the results' bars (xmr.index.bars), kept per item
-        self.bars = BarLocator(model, via=BARS_VIA if BARS_VIA in model.modalities else "image")
+        self._media_pool = ThreadPoolExecutor(max_workers=MEDIA_WORKERS, thread_name_prefix="xmr-bars")
+        self.bars = BarLocator(model)  # scored via each result's audio (xmr.index.bars.DEFAULT_VIA)
         self.load_seconds: float | None = None
 
     # ------------------------------------------------------------------ construction
@@ -404,9 +405,10 @@ class RetrievalService:
 
     def locate_bars(self, query: EncodedQuery, item_ids: Sequence[str]) -> dict[str, BarMatch]:
         """For an audio query, the bars of each item's score that match it best
-        (:class:`xmr.index.bars.BarLocator`: the score cut into spans of bars as long as the clip,
-        each scored against the clip, or every window of a long one). Items without a bar alignment
-        or an image are left out, as is every item for a query without exactly one audio input.
+        (:class:`xmr.index.bars.BarLocator`: the item's audio cut into spans of bars as long as the
+        clip, each scored against the clip, or every window of a long one; the audio is rendered
+        here when it is not on disk yet, as its card plays it next). Items without a bar alignment
+        or their audio are left out, as is every item for a query without exactly one audio input.
         """
         import logging
 
@@ -414,18 +416,26 @@ class RetrievalService:
         out: dict[str, BarMatch] = {}
         if bar_query is None:
             return out
-        for item_id in dict.fromkeys(str(i) for i in item_ids):
-            if not self.has_item(item_id):
-                continue
-            row = self.row(item_id)
+        ids = [i for i in dict.fromkeys(str(i) for i in item_ids) if self.has_item(i)]
+        files = dict(zip(ids, self._media_pool.map(self._media_or_error, ids, [self.bars.via] * len(ids)),
+                         strict=True))  # rendered on demand, MEDIA_WORKERS at once
+        for item_id in ids:
             try:
-                match = self.bars.locate(bar_query, row, lambda i=item_id: self.media(i, self.bars.via))
+                if isinstance(files[item_id], Exception):
+                    raise files[item_id]
+                match = self.bars.locate(bar_query, self.row(item_id), files[item_id])
             except Exception as err:  # a card without its highlight is better than no card
                 logging.getLogger(__name__).warning("cannot match the bars of %s: %s", item_id, err)
                 continue
             if match is not None:
                 out[item_id] = match
         return out
+
+    def _media_or_error(self, item_id: str, modality: str) -> Path | Exception:
+        try:
+            return self.media(item_id, modality)
+        except Exception as err:  # reported by the caller, for that item alone
+            return err
 
     def highlighted_image(self, item_id: str, bars: BarMatch | Mapping[str, Any]) -> Path:
         """The item's score image with ``bars`` highlighted (drawn once into the cache)."""

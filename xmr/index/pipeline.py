@@ -168,7 +168,8 @@ def search(
 
 
 def locate_hit_bars(model: XmrModel, query, hits: Sequence[Hit], manifest: str | Path) -> None:
-    """Set ``Hit.bars`` of each hit whose item has a bar alignment and an image in ``manifest``."""
+    """Set ``Hit.bars`` of each hit whose item has a bar alignment and its media in ``manifest``
+    (its audio, which the clip is matched against: :data:`xmr.index.bars.DEFAULT_VIA`)."""
     from xmr.data.files import media_file
     from xmr.data.manifest import read_manifest
     from xmr.index.bars import BarLocator
@@ -181,5 +182,5 @@ def locate_hit_bars(model: XmrModel, query, hits: Sequence[Hit], manifest: str |
         if h.item_id not in rows:
             continue
         row = df.iloc[rows[h.item_id]]
-        h.bars = locator.locate(bar_query, row,
-                                lambda row=row: media_file(row, "image", manifest_dir=Path(manifest).parent))
+        h.bars = locator.locate(bar_query, row, lambda row=row: media_file(
+            row, locator.via, manifest_dir=Path(manifest).parent))
