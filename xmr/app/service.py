@@ -51,7 +51,7 @@ __all__ = ["EncodedQuery", "Hit", "RetrievalService", "ServiceConfig", "file_pay
 # Rendered media files remembered by path (least recently used dropped first; a dropped one is
 # found again on disk by the cache it was rendered into).
 MEDIA_PATHS = 4096
-# Files rendered at once when the bars of a page of results are matched.
+# Results whose bars are matched at once (their files rendered on demand).
 MEDIA_WORKERS = 2
 # Metadata shown under a result, when present.
 DETAIL_COLUMNS = ("collection", "composer", "title", "genre", "key", "meter", "tempo_term", "instrument",
@@ -416,26 +416,21 @@ class RetrievalService:
         out: dict[str, BarMatch] = {}
         if bar_query is None:
             return out
-        ids = [i for i in dict.fromkeys(str(i) for i in item_ids) if self.has_item(i)]
-        files = dict(zip(ids, self._media_pool.map(self._media_or_error, ids, [self.bars.via] * len(ids)),
-                         strict=True))  # rendered on demand, MEDIA_WORKERS at once
-        for item_id in ids:
+        log = logging.getLogger(__name__)
+
+        def locate(item_id: str) -> BarMatch | None:
             try:
-                if isinstance(files[item_id], Exception):
-                    raise files[item_id]
-                match = self.bars.locate(bar_query, self.row(item_id), files[item_id])
+                return self.bars.locate(bar_query, self.row(item_id), self.media(item_id, self.bars.via))
             except Exception as err:  # a card without its highlight is better than no card
-                logging.getLogger(__name__).warning("cannot match the bars of %s: %s", item_id, err)
-                continue
+                log.warning("cannot match the bars of %s: %s", item_id, err)
+                return None
+
+        ids = [i for i in dict.fromkeys(str(i) for i in item_ids) if self.has_item(i)]
+        # MEDIA_WORKERS items at once: their files are rendered on demand (the locator is thread-safe)
+        for item_id, match in zip(ids, self._media_pool.map(locate, ids), strict=True):
             if match is not None:
                 out[item_id] = match
         return out
-
-    def _media_or_error(self, item_id: str, modality: str) -> Path | Exception:
-        try:
-            return self.media(item_id, modality)
-        except Exception as err:  # reported by the caller, for that item alone
-            return err
 
     def highlighted_image(self, item_id: str, bars: BarMatch | Mapping[str, Any]) -> Path:
         """The item's score image with ``bars`` highlighted (drawn once into the cache)."""

@@ -252,32 +252,29 @@ class ModelAdapter:
                 per_copy.append(torch.load(copy_file, weights_only=True))
                 continue
             per_copy.append(self._features_of(modality, items, spec=copy_spec, batch_size=batch_size,
-                                              progress=progress, copy=(c, copies, seed)))
+                                              progress=progress, copy=c, seed=seed))
             if copy_file is not None and per_copy[-1] is not None:
                 save_atomic(per_copy[-1], copy_file)
         self._item_features[modality] = torch.stack(per_copy) if per_copy[0] is not None else None
         return len(cache)
 
-    def _features_of(self, modality: str, items, *, spec, batch_size: int, progress: bool,
-                     copy: tuple[int, int, int] | None = None):
+    def _features_of(self, modality: str, items, *, spec, batch_size: int, progress: bool, copy: int = 0,
+                     seed: int = 0):
         """(N, F) frozen-tower features of every item of ``items``: its fixed view as ``spec`` makes
-        it (through the input-keyed cache), or with ``copy = (c, copies, seed)`` its training copy
-        ``c`` (``items.batch(..., seed=seed, step=-c)``); ``None`` for no items."""
+        it (through the input-keyed cache), or its training copy ``copy`` > 0
+        (``items.batch(..., seed=seed, step=-copy)``); ``None`` for no items."""
         import torch
         from tqdm import tqdm
 
         sequence = self.unwrapped.takes_lengths(modality)
-        desc = f"{modality} features" + (f" (copy {copy[0]} of {copy[1]})" if copy else "")
         out = []
-        for start in tqdm(range(0, len(items), batch_size), desc=desc, disable=not progress):
+        for start in tqdm(range(0, len(items), batch_size), disable=not progress,
+                          desc=f"{modality} features" + (f" (copy {copy})" if copy else "")):
             rows = list(range(start, min(start + batch_size, len(items))))
-            if copy is None:
-                batch = items.batch(rows, spec=spec)
-            else:
-                batch = items.batch(rows, spec=spec, seed=copy[2], step=-copy[0])
+            batch = items.batch(rows, spec=spec, seed=seed if copy else 0, step=-copy)
             x, lengths = getattr(batch, modality), batch.lengths.get(modality) if sequence else None
-            out.append(self._cached_features(modality, x, lengths).cpu() if copy is None else
-                       self._tower_features(modality, x, lengths))
+            out.append(self._tower_features(modality, x, lengths) if copy else
+                       self._cached_features(modality, x, lengths).cpu())
         return torch.cat(out) if out else None
 
     def _cached_features(self, modality: str, x, lengths=None):
