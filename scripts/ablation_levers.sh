@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ablation of the levers of the demo-seq model at equal budget (same data, steps, global batch,
+# Ablation of the levers of the sequence model at equal budget (same data, steps, global batch,
 # warm-up and learning rate): the current `demo` model, then one lever added at a time, then the
 # memory / curriculum methods on the new model:
 #
@@ -7,9 +7,10 @@
 #   frontend   + the log-frequency front end (16 bins/octave, 30 Hz-6 kHz, 20 ms hop; 111 bins)
 #   height     + score images 256 px high, aspect kept, width padded to 1,024 (the PANNs image
 #              tower still averages over height)
-#   seq        + sequence towers: configs/demo-seq.yaml's model (VGG-style CNNs, height folded into
-#              channels, BiGRU over time / left to right), whole excerpts, no affine warp (it
-#              would move content out of the masked width)
+#   seq        + sequence towers: configs/demo-seq.yaml with the model SEQ_MODEL (default
+#              demo-seq-lite, the bundled recipe's; demo-seq costs five times as much a step):
+#              VGG-style CNNs, height folded into channels, BiGRU over time / left to right; whole
+#              excerpts, no affine warp (it would move content out of the masked width)
 #   spans      + aligned 2-4 bar sub-excerpts (span_prob 0.75)
 #   augment    + real-input augmentation (data.augment: real)
 #   views      + training views (data.views: true): the full new recipe, InfoNCE
@@ -19,7 +20,8 @@
 #   scripts/ablation_levers.sh MANIFEST OUT_DIR [STEPS] [BATCH] [extra --set overrides...]
 #
 # Each run writes OUT_DIR/<name>/ (log.jsonl with the validation metrics, checkpoint/); a finished
-# run (report.json) is skipped on a rerun. RUNS="demo seq views" runs a subset. The table (with the
+# run (report.json) is skipped on a rerun. RUNS="demo seq views" runs a subset; two invocations
+# with disjoint RUNS and their own OUT_DIR run side by side (one thread each). The table (with the
 # candidates and chance) is printed at the end by scripts/ablation_table.py.
 set -euo pipefail
 MANIFEST=${1:?manifest}
@@ -28,6 +30,7 @@ STEPS=${3:-600}
 BATCH=${4:-32}
 shift 4 || shift $#
 PY=${PYTHON:-.venv/bin/python}
+SEQ_MODEL=${SEQ_MODEL:-demo-seq-lite}
 RUNS=${RUNS:-"demo frontend height seq spans augment views xbm scfem 3cmlf"}
 WARM=$(( STEPS / 10 > 0 ? STEPS / 10 : 1 ))
 COMMON=(--set "data.manifest=$MANIFEST" --set "train.steps=$STEPS" --set "data.batch_size=$BATCH"
@@ -37,6 +40,7 @@ LOGFREQ='{sample_rate: 16000, kind: logfreq, n_fft: 4096, win_length: 4096, hop_
 FRONTEND=(--set "model.spectrogram=$LOGFREQ" --set "model.audio.options.n_freq=111")
 HEIGHT=(--set "model.image_preprocessing={size: [256, 1024], mode: L, resize: pad}"
         --set "model.image.options.n_freq=256")
+MODEL=(--set "model.name=$SEQ_MODEL")
 SEQ=(--set "data.span_prob=0" --set "data.views=false")   # demo-seq.yaml without its data levers
 AUG=(--set "data.augment=real")
 XBM=(--set "loss.memory=xbm" --set "loss.xbm_size=2048" --set "loss.lambda_xbm=1.0"
@@ -45,6 +49,18 @@ SCFEM=(--set "loss.memory=scfem" --set "loss.memory_epochs=2" --set "loss.lambda
        --set "loss.lambda_cross=0.2" --set "loss.memory_temperature=0.07" --set "loss.warmup_steps=$((STEPS / 4))")
 CML=(--set "curriculum.ancillary=$OUT/views/checkpoint" --set "curriculum.ancillary_modalities=[audio, text]"
      --set "curriculum.schedule=[{batches: easy, epochs: 1, frozen: [text]}, {batches: median, epochs: 1, frozen: [audio]}, {batches: hard, epochs: 1, frozen: []}]")
+# The allocator of the CPU recipe (xmr.train.dist.cpu_launch_env: jemalloc when installed). On
+# glibc's, the sequence towers' variable-sized tensors kept a process in the kernel zeroing pages
+# (16 s a step of 32 where jemalloc takes a few).
+eval "$("$PY" - <<'PY'
+import shlex
+from xmr.train.dist import cpu_launch_env
+env = cpu_launch_env()
+for key in ("LD_PRELOAD", "MALLOC_CONF"):
+    if key in env:
+        print(f"export {key}={shlex.quote(env[key])}")
+PY
+)"
 mkdir -p "$OUT"
 : > "$OUT/runs.txt"
 run() {  # name config [more --set]
@@ -59,11 +75,11 @@ run() {  # name config [more --set]
 run demo configs/demo.yaml
 run frontend configs/demo.yaml "${FRONTEND[@]}"
 run height configs/demo.yaml "${FRONTEND[@]}" "${HEIGHT[@]}"
-run seq configs/demo-seq.yaml "${SEQ[@]}"
-run spans configs/demo-seq.yaml --set "data.views=false"
-run augment configs/demo-seq.yaml --set "data.views=false" "${AUG[@]}"
-run views configs/demo-seq.yaml "${AUG[@]}"
-run xbm configs/demo-seq.yaml "${AUG[@]}" "${XBM[@]}"
-run scfem configs/demo-seq.yaml "${AUG[@]}" "${SCFEM[@]}"
-run 3cmlf configs/demo-seq.yaml "${AUG[@]}" "${CML[@]}"
+run seq configs/demo-seq.yaml "${MODEL[@]}" "${SEQ[@]}"
+run spans configs/demo-seq.yaml "${MODEL[@]}" --set "data.views=false"
+run augment configs/demo-seq.yaml "${MODEL[@]}" --set "data.views=false" "${AUG[@]}"
+run views configs/demo-seq.yaml "${MODEL[@]}" "${AUG[@]}"
+run xbm configs/demo-seq.yaml "${MODEL[@]}" "${AUG[@]}" "${XBM[@]}"
+run scfem configs/demo-seq.yaml "${MODEL[@]}" "${AUG[@]}" "${SCFEM[@]}"
+run 3cmlf configs/demo-seq.yaml "${MODEL[@]}" "${AUG[@]}" "${CML[@]}"
 "$PY" scripts/ablation_table.py "$OUT"
