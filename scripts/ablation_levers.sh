@@ -40,7 +40,6 @@ LOGFREQ='{sample_rate: 16000, kind: logfreq, n_fft: 4096, win_length: 4096, hop_
 FRONTEND=(--set "model.spectrogram=$LOGFREQ" --set "model.audio.options.n_freq=111")
 HEIGHT=(--set "model.image_preprocessing={size: [256, 1024], mode: L, resize: pad}"
         --set "model.image.options.n_freq=256")
-MODEL=(--set "model.name=$SEQ_MODEL")
 SEQ=(--set "data.span_prob=0" --set "data.views=false")   # demo-seq.yaml without its data levers
 AUG=(--set "data.augment=real")
 XBM=(--set "loss.memory=xbm" --set "loss.xbm_size=2048" --set "loss.lambda_xbm=1.0"
@@ -72,14 +71,18 @@ run() {  # name config [more --set]
   echo "== $name ($config)"
   "$PY" -m xmr train --config "$config" --out "$OUT/$name" "${COMMON[@]}" "$@"
 }
+seq_run() {  # name [more --set]: configs/demo-seq.yaml with the model SEQ_MODEL
+  local name=$1; shift
+  run "$name" configs/demo-seq.yaml --set "model.name=$SEQ_MODEL" "$@"
+}
 run demo configs/demo.yaml
 run frontend configs/demo.yaml "${FRONTEND[@]}"
 run height configs/demo.yaml "${FRONTEND[@]}" "${HEIGHT[@]}"
-run seq configs/demo-seq.yaml "${MODEL[@]}" "${SEQ[@]}"
-run spans configs/demo-seq.yaml "${MODEL[@]}" --set "data.views=false"
-run augment configs/demo-seq.yaml "${MODEL[@]}" --set "data.views=false" "${AUG[@]}"
-run views configs/demo-seq.yaml "${MODEL[@]}" "${AUG[@]}"
-run xbm configs/demo-seq.yaml "${MODEL[@]}" "${AUG[@]}" "${XBM[@]}"
-run scfem configs/demo-seq.yaml "${MODEL[@]}" "${AUG[@]}" "${SCFEM[@]}"
-run 3cmlf configs/demo-seq.yaml "${MODEL[@]}" "${AUG[@]}" "${CML[@]}"
+seq_run seq "${SEQ[@]}"
+seq_run spans --set "data.views=false"
+seq_run augment --set "data.views=false" "${AUG[@]}"
+seq_run views "${AUG[@]}"
+seq_run xbm "${AUG[@]}" "${XBM[@]}"
+seq_run scfem "${AUG[@]}" "${SCFEM[@]}"
+seq_run 3cmlf "${AUG[@]}" "${CML[@]}"
 "$PY" scripts/ablation_table.py "$OUT"
