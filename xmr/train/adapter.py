@@ -204,9 +204,10 @@ class ModelAdapter:
     def _media_cache_file(self, modality: str, cache_dir: str | Path) -> Path:
         import torch
 
-        # Named by the tower's config and weights: another tower never reads these features.
+        # Named by the tower's config (its head aside) and weights: another tower never reads these
+        # features, a run with another head over the same tower does.
         model = self.unwrapped
-        h = hashlib.sha1(repr(model.config.tower(modality)).encode())
+        h = hashlib.sha1(repr(model.config.tower(modality).without_head()).encode())
         for key, t in sorted(model.towers[modality].state_dict().items()):
             h.update(key.encode())
             h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())

@@ -68,6 +68,8 @@ def _rng_state() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the trainer
+
+
 class Trainer:
     """Holds the model, loss, optimizer and data of one run; :meth:`fit` runs it.
 
@@ -178,15 +180,26 @@ class Trainer:
         return items
 
     def _init_weights(self, path: str) -> None:
-        """``train.init``: copy a checkpoint's weights into the fresh model (same model config)."""
+        """``train.init``: copy a checkpoint's weights into the fresh model. The model configs must
+        be the same but for the projection heads (``head``, ``head_hidden``, ``dropout`` of a
+        tower); a head of another shape starts fresh over its checkpoint's tower, as a pretrained
+        backbone takes a new classifier."""
         import xmr
 
         start = xmr.load_model(path, device=str(self.device))
         model = self.adapter.unwrapped
-        if start.config != model.config:
+        fresh = start.config.heads_differ(model.config)
+        if fresh is None:
             raise InputError(f"train.init: {Path(path).name} holds another model than the run's "
-                             f"(model config differs); start from a checkpoint of the same model")
-        model.load_state_dict(start.state_dict())
+                             f"(model config differs beyond the heads); start from a checkpoint of the "
+                             f"same model")
+        state = {k: v for k, v in start.state_dict().items()
+                 if not any(k.startswith(f"heads.{m}.") for m in fresh)}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        assert not unexpected and all(any(k.startswith(f"heads.{m}.") for m in fresh) for k in missing)
+        if fresh and self.info.is_main:
+            print(f"xmr train: train.init from {Path(path).name}; fresh {', '.join(fresh)} head(s) "
+                  f"(another head than the checkpoint's)")
 
     def _cache_frozen_media(self, augment) -> set[str]:
         """Frozen audio/image towers: features of every training item's fixed view, computed once,
