@@ -168,15 +168,15 @@ class ModelConfig:
     def heads_differ(self, other: ModelConfig) -> list[str] | None:
         """The modalities whose projection head differs from ``other``'s, or ``None`` when the
         two models differ in anything besides their heads (``[]``: the same model)."""
-        a, b = self.to_dict(), other.to_dict()
-        changed = []
-        for m in ("audio", "image", "text"):
-            if isinstance(a[m], dict) and isinstance(b[m], dict):
-                if any(a[m][f] != b[m][f] for f in HEAD_FIELDS):
-                    changed.append(m)
-                for f in HEAD_FIELDS:
-                    del a[m][f], b[m][f]
-        return changed if a == b else None
+        def rest(cfg: ModelConfig) -> dict[str, Any]:  # everything but the heads
+            d = cfg.to_dict()
+            d.update({m: cfg.tower(m).without_head() for m in cfg.modalities})
+            return d
+
+        if rest(self) != rest(other):
+            return None
+        return [m for m in self.modalities
+                if any(getattr(self.tower(m), f) != getattr(other.tower(m), f) for f in HEAD_FIELDS)]
 
     def with_overrides(self, **overrides: Any) -> ModelConfig:
         """A copy with dotted-key overrides, e.g. ``{"audio.backbone": "resnet34", "embed_dim": 128}``."""

@@ -68,8 +68,6 @@ def _rng_state() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the trainer
-
-
 class Trainer:
     """Holds the model, loss, optimizer and data of one run; :meth:`fit` runs it.
 
