@@ -14,7 +14,15 @@ from xmr.data.corpus import media_path
 from xmr.data.corpus.excerpts import load_piece, make_excerpt
 from xmr.data.corpus.render import IMAGE_HEIGHT, Layout, engrave_view
 from xmr.media.image import ImageConfig
-from xmr.media.score import conform_score, find_page, read_layout
+from xmr.media.score import (
+    LINE,
+    conform_score,
+    faint_staves,
+    find_page,
+    find_staves,
+    read_layout,
+    staff_spacing,
+)
 from xmr.models import get_model_config
 
 INTERLINE = get_model_config("demo-seq-lite").image_preprocessing.score_interline
@@ -129,6 +137,45 @@ def test_a_photographed_page_is_found_rectified_and_scaled(tiny_corpus, size):
     assert 0.85 * main.width <= line.width <= 1.25 * main.width, (main.size, line.size)
     arr = np.asarray(line)
     assert np.median(arr) >= 240 and arr.min() <= 80
+
+
+def _blurred_small_photo(main: Image.Image, seed: int) -> Image.Image:
+    """A photo from further away: the page at 0.8 times, lens blur, grain, JPEG quality 40."""
+    import io
+
+    from PIL import ImageFilter
+
+    photo, _ = _photo(main, 0.8, 0.03, seed=seed)
+    photo = photo.filter(ImageFilter.GaussianBlur(radius=1.2))
+    arr = np.asarray(photo, np.float32) + np.random.default_rng(seed).normal(0, 6.0, photo.size[::-1])
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=40)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("L")
+
+
+def test_a_small_blurred_photo_is_read_from_its_faint_lines(tiny_corpus):
+    """Staff lines blurred to a light grey break up when thresholded, so no staff is found from
+    runs of ink at any zoom; the rows' mean darkness still shows them, and the page comes out as
+    one line at the corpus's staff size."""
+    read = 0
+    for k, row in enumerate(_rows(tiny_corpus)[:6]):
+        main = _main_image(row, tiny_corpus)
+        main_staves = len(read_layout(main)[1].staves)
+        page, layout = read_layout(_blurred_small_photo(main, seed=k))
+        ink = np.asarray(page) < LINE
+        if find_staves(ink, staff_spacing(ink)):
+            continue  # lines dark enough for the runs: not the case under test
+        assert layout.page and layout.staves, layout
+        assert layout.staves == faint_staves(np.asarray(page, np.float32), layout.interline)
+        assert len(layout.staves) == main_staves, (layout, main_staves)
+        # the engraving's spacing, times 0.8 for the photo, times the zoom it was read at
+        spacing = read_layout(main)[1].interline * 0.8 * layout.zoom
+        assert abs(layout.interline - spacing) <= 0.15 * spacing, (layout.interline, spacing)
+        line = conform_score(_blurred_small_photo(main, seed=k), interline=INTERLINE, height=IMAGE_HEIGHT)
+        assert line.height == IMAGE_HEIGHT
+        assert 0.8 * main.width <= line.width <= 1.3 * main.width, (main.size, line.size)
+        read += 1
+    assert read >= 2, "no tiny-corpus photo had staff lines too faint for the runs"
 
 
 def test_a_photographed_page_of_several_systems_becomes_one_line(tiny_corpus):

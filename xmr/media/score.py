@@ -18,8 +18,9 @@ runs of ink (Fujinaga 2004); and finally it
   corpus fits a tall system): one line of music.
 
 It reads what a visitor would plausibly give: a phone photo at the camera's resolution or near
-the engraving's, a screenshot, another engraver's page. Staff lines blurred to a few pixels apart
-(a small, blurred photo) are not found; such a picture is then used as it comes.
+the engraving's, a screenshot, another engraver's page. Staff lines too faint to threshold (a
+small photo, blurred and compressed) are read from the rows' mean darkness instead; a picture whose
+staves are found neither way is used as it comes.
 
 An image already in that form (one system on white paper, ``height`` pixels high: every corpus
 engraving) is returned unchanged, so the index's own images embed as before. An image without
@@ -176,6 +177,13 @@ def read_layout(gray) -> tuple[Any, ScoreLayout]:
         layout.staves = find_staves(ink, layout.interline) if layout.interline > 0 else []
         if layout.staves and layout.interline >= MIN_SPACING:
             break
+    if not layout.staves:  # lines too faint or grainy to hold a run of ink (a small, blurred photo)
+        arr = np.asarray(page, dtype=np.float32)
+        for spacing in (layout.interline, profile_spacing(arr)):
+            staves = faint_staves(arr, spacing) if spacing >= MIN_SPACING else []
+            if staves:
+                layout.interline, layout.staves = spacing, staves
+                break
     if layout.staves:
         layout.systems = group_systems(ink, layout.staves, layout.interline)
     return page, layout
@@ -376,11 +384,46 @@ def find_staves(ink: np.ndarray, interline: float) -> list[tuple[int, int]]:
     peaks = np.array([int(round(p.mean())) for p in plateaus if p.size <= max(4.0, interline)])
     if peaks.size == 0:
         return []
-    centres = [float(p) for p in peaks]
+    return _staves_of_lines(peaks, interline)
+
+
+def faint_staves(arr: np.ndarray, interline: float) -> list[tuple[int, int]]:
+    """:func:`find_staves` for staff lines too faint to threshold (a small photo, blurred and
+    compressed, leaves them a light grey that breaks up along the row): a line is a peak of the
+    rows' mean darkness over the music's columns, a few grey levels above the rows around it
+    (the horizontal projection profile of staff-line detection; Fujinaga 2004), and a staff is
+    4-6 such peaks spaced by about ``interline``."""
+    from scipy import signal
+
+    cols = np.flatnonzero((arr < LINE).sum(axis=0) >= 2)
+    if cols.size == 0 or interline <= 0:
+        return []
+    profile = 255.0 - arr[:, cols[0]:cols[-1] + 1].mean(axis=1)
+    peaks, _ = signal.find_peaks(profile, distance=max(2, int(0.6 * interline)), prominence=2.0)
+    return _staves_of_lines(peaks, interline)
+
+
+def profile_spacing(arr: np.ndarray) -> float:
+    """The staff-line spacing as the strongest period of the rows' mean darkness (the highest peak
+    of its autocorrelation from :data:`MIN_SPACING` rows on, up to a sixth of the height); 0 when
+    it has none. For pictures whose lines are too faint for :func:`staff_spacing`'s runs."""
+    from scipy import ndimage, signal
+
+    h = arr.shape[0]
+    profile = 255.0 - arr.mean(axis=1)
+    profile = profile - ndimage.uniform_filter1d(profile, max(41, h // 20))  # the page's slow shading
+    ac = np.correlate(profile, profile, "full")[h - 1:]
+    peaks, _ = signal.find_peaks(ac[: max(h // 6, 1) + 1])
+    peaks = peaks[peaks >= MIN_SPACING]
+    return float(peaks[np.argmax(ac[peaks])]) if peaks.size else 0.0
+
+
+def _staves_of_lines(peaks: np.ndarray, interline: float) -> list[tuple[int, int]]:
+    """``(top, bottom)`` of each run of 4-6 line rows (ascending) spaced by about ``interline``."""
     staves: list[tuple[int, int]] = []
     run = [0]
-    for i in range(1, len(centres) + 1):
-        if i < len(centres) and abs(centres[i] - centres[run[-1]] - interline) <= 0.35 * interline:
+    for i in range(1, len(peaks) + 1):
+        if i < len(peaks) and abs(peaks[i] - peaks[run[-1]] - interline) <= 0.35 * interline:
             run.append(i)
             continue
         if 4 <= len(run) <= 6:
