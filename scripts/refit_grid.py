@@ -36,6 +36,7 @@ VARIANTS: dict[str, list[str]] = {
     "mlp-ai": [*MLP_AUDIO, "model.image.head=mlp", "model.image.head_hidden=512"],
     "mlp-at": [*MLP_AUDIO, "model.text.head_hidden=1024"],
     "mlp-a-fd": [*MLP_AUDIO, "train.feature_dropout=0.2"],
+    "p2w": ["train.partial_to_whole=0.5"],
 }
 
 

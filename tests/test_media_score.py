@@ -208,6 +208,10 @@ def test_a_picture_without_staves_is_left_alone():
     assert np.array_equal(np.asarray(out), np.asarray(picture))
     rgb = Image.merge("RGB", [picture] * 3)
     assert conform_score(rgb, interline=INTERLINE, height=IMAGE_HEIGHT).mode == "L"
+    for level in (255, 128, 0):  # one grey level: no threshold splits it, nothing is read
+        blank = Image.new("L", (300, 200), level)
+        assert np.array_equal(np.asarray(conform_score(blank, interline=INTERLINE, height=IMAGE_HEIGHT)),
+                              np.asarray(blank))
 
 
 def test_image_config_keeps_old_configs_and_checks_the_spacing():

@@ -204,6 +204,8 @@ def _otsu(values: np.ndarray) -> float:
     omega, mu = np.cumsum(p), np.cumsum(p * np.arange(256))
     with np.errstate(divide="ignore", invalid="ignore"):
         between = (mu[-1] * omega - mu) ** 2 / (omega * (1.0 - omega))
+    if not np.isfinite(between).any():  # one grey level only (a blank picture): nothing to split
+        return float(np.clip(values, 0, 255).min())
     return float(np.nanargmax(between))
 
 
