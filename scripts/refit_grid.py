@@ -15,7 +15,9 @@ into ``OUT/NAME/`` and is scored into ``OUT/NAME/SPLIT.json`` (``scripts/demo_re
 
 The printed table holds what the demo's acceptance reads: audio<->image MRR and R@1 (full
 captions), text->audio with content-only captions, and the unseen soundfont's audio->image MRR
-against the seen one.
+against the seen one (where the split has it rendered: the test split). Its nDCG@10 is the
+caption protocol's (items with the same caption relevant); the graded one (matching metadata) is
+``xmr eval``'s.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def summary(results: dict) -> dict[str, float]:
     row = {"a→i MRR": full["audio→image"]["MRR"], "a→i R@1": full["audio→image"]["R@1"],
            "i→a MRR": full["image→audio"]["MRR"], "i→a R@1": full["image→audio"]["R@1"],
            "t→a MRR": content["text→audio"]["MRR"], "a→t MRR": content["audio→text"]["MRR"],
-           "t→i MRR": content["text→image"]["MRR"], "t→a nDCG@10": content["text→audio"]["nDCG@10"]}
+           "t→i MRR": content["text→image"]["MRR"], "t→a nDCG@10 (caption)": content["text→audio"]["nDCG@10"]}
     if "unseen soundfont" in results:
         unseen = results["unseen soundfont"]["audio→image"]["MRR"]
         row["unseen a→i MRR"], row["unseen × seen"] = unseen, unseen / row["a→i MRR"]
