@@ -39,6 +39,8 @@ VARIANTS: dict[str, list[str]] = {
     "mlp-at": [*MLP_AUDIO, "model.text.head_hidden=1024"],
     "mlp-a-fd": [*MLP_AUDIO, "train.feature_dropout=0.2"],
     "p2w": ["train.partial_to_whole=0.5"],
+    "p2w-0.25": ["train.partial_to_whole=0.25"],
+    "p2w-mlp-at": ["train.partial_to_whole=0.5", *MLP_AUDIO, "model.text.head_hidden=1024"],
 }
 
 
