@@ -119,17 +119,18 @@ def corpus_run(p: Plan) -> str:
     return f"{summary.items} items {summary.per_split}"
 
 
-def _run_done(run: Path) -> bool:
+def run_done(run: Path) -> bool:
+    """Whether the training run in ``run`` finished (its report and checkpoint are there)."""
     return (run / "report.json").is_file() and (run / "checkpoint").is_dir()
 
 
 def train_done(p: Plan) -> bool:
-    return _run_done(p.run)
+    return run_done(p.run)
 
 
-def _train_here(cfg, run: Path, stage: str) -> tuple[dict, bool]:
+def train_here(cfg, run: Path, stage: str) -> tuple[dict, bool]:
     """``xmr train`` in this process into ``run`` (resumed from its ``state.pt`` when there);
-    returns the report and whether it resumed."""
+    returns the report and whether it resumed. An interrupted run exits, naming ``stage``."""
     from xmr.train import dist
     from xmr.train.loop import train
 
@@ -163,12 +164,12 @@ def train_run(p: Plan) -> str:
         report = json.loads((p.run / "report.json").read_text())
         _check_finished(report, "training")
     else:
-        report, resume = _train_here(load_config(p.config, overrides), p.run, "training")
+        report, resume = train_here(load_config(p.config, overrides), p.run, "training")
     return f"{report['steps']} steps{' (resumed)' if resume else ''}, {report['wall_seconds']} s of training"
 
 
 def text_done(p: Plan) -> bool:
-    return _run_done(p.text_run)
+    return run_done(p.text_run)
 
 
 def text_run(p: Plan) -> str:
@@ -179,7 +180,7 @@ def text_run(p: Plan) -> str:
     cache = base.get("data", {}).get("cache_dir") or p.run / "cache"  # the train stage's decoded items
     overrides = [f"train.init={p.run / 'checkpoint'}", f"data.cache_dir={cache}", *p.text_overrides]
     cfg = load_config(p.text_config, overrides, base=base)
-    report, resume = _train_here(cfg, p.text_run, "the text stage")
+    report, resume = train_here(cfg, p.text_run, "the text stage")
     heads = "text head" if cfg.train.freeze_heads else "heads"
     return f"{heads}: {report['steps']} steps{' (resumed)' if resume else ''}, {report['wall_seconds']} s"
 

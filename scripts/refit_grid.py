@@ -46,22 +46,15 @@ VARIANTS: dict[str, list[str]] = {
 
 def train_variant(name: str, out: Path, manifest: Path, cache: Path, extra: list[str]) -> Path:
     """Train one variant into ``out`` (skipped when its checkpoint is there); returns the checkpoint."""
-    from xmr.train import dist
-    from xmr.train.config import load_config
-    from xmr.train.loop import train
+    from rebuild_demo import run_done, train_here
 
-    if (out / "checkpoint").is_dir() and (out / "report.json").is_file():
-        return out / "checkpoint"
-    base = json.loads((BUNDLED / "config.json").read_text())["train_config"]
-    overrides = [f"data.manifest={manifest}", f"data.cache_dir={cache}", f"train.init={BUNDLED}",
-                 "train.progress=false", "train.tensorboard=false", *VARIANTS[name], *extra]
-    cfg = load_config(None, overrides, base=base)
-    try:
-        report = train(cfg, out_dir=out, resume=(out / "state.pt").is_file())
-    finally:
-        dist.cleanup()
-    if report.get("interrupted"):
-        raise SystemExit(f"{name} stopped at step {report['step']}; run again to resume")
+    from xmr.train.config import load_config
+
+    if not run_done(out):
+        base = json.loads((BUNDLED / "config.json").read_text())["train_config"]
+        overrides = [f"data.manifest={manifest}", f"data.cache_dir={cache}", f"train.init={BUNDLED}",
+                     "train.progress=false", "train.tensorboard=false", *VARIANTS[name], *extra]
+        train_here(load_config(None, overrides, base=base), out, name)
     return out / "checkpoint"
 
 
