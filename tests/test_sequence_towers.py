@@ -89,7 +89,91 @@ def test_spectrogram_configs_of_the_older_kinds_serialise_as_before():
         SpectrogramConfig(kind="cqt", bins_per_octave=12)
 
 
+def _notes(*midis: int, seconds: float = 1.0, partials: int = 4) -> torch.Tensor:
+    """Harmonic tones (``partials`` partials falling as 1/k) of the MIDI notes, sounding together."""
+    wave = torch.zeros(int(seconds * SR))
+    for midi in midis:
+        f0 = 440.0 * 2 ** ((midi - 69) / 12)
+        wave += sum(_tone(f0 * k, seconds) / k for k in range(1, partials + 1))
+    return 0.2 * wave / len(midis)
+
+
+def _fold() -> torch.Tensor:
+    from xmr.media.features import PROFILE_BANDS, pitch_class_fold
+
+    return torch.from_numpy(np.concatenate([pitch_class_fold(SR, *band) for band in PROFILE_BANDS.values()]))
+
+
+def _profile(wave: torch.Tensor) -> torch.Tensor:
+    from xmr.media.features import pitch_class_profile
+
+    return pitch_class_profile(wave[None], torch.tensor([len(wave)]), _fold(), SR)[0]
+
+
+def test_pitch_class_profiles_name_the_notes_and_the_bass():
+    # a C major chord with C3 in the bass, E4 and G4 above: C, E, G are the strongest classes, C
+    # the bass; the bass band holds nothing of a chord above C4
+    chord = _profile(_notes(48, 64, 67))
+    assert chord.shape == (24,) and float(chord.max()) == pytest.approx(1.0)
+    assert set(chord[:12].topk(3).indices.tolist()) == {0, 4, 7}
+    assert int(chord[12:].argmax()) == 0
+    high = _profile(_notes(69, 76))  # A4 and E5
+    assert set(high[:12].topk(2).indices.tolist()) == {9, 4}
+    assert float(high[12:].max()) < 0.1 * float(high[:12].max())
+    # a semitone up moves every class one up; the gain does not matter
+    up = _profile(_notes(49, 65, 68))
+    assert set(up[:12].topk(3).indices.tolist()) == {1, 5, 8} and int(up[12:].argmax()) == 1
+    torch.testing.assert_close(_profile(3.0 * _notes(48, 64, 67)), chord, atol=1e-4, rtol=1e-4)
+    for midi in range(36, 97):  # every note of the range, C2 to C7, alone, is its own class
+        assert int(_profile(_notes(midi))[:12].argmax()) == midi % 12, midi
+
+
+def test_a_pitch_class_profile_is_the_same_alone_and_padded_in_a_batch():
+    from xmr.media.features import pitch_class_profile
+
+    short = _notes(50, 62, 66, seconds=1.3)
+    batch = torch.stack([torch.cat([short, torch.zeros(int(0.7 * SR))]), _notes(55, seconds=2.0)])
+    profiles = pitch_class_profile(batch, torch.tensor([len(short), batch.shape[1]]), _fold(), SR)
+    torch.testing.assert_close(profiles[0], _profile(short), atol=1e-5, rtol=1e-4)
+    assert set(profiles[0][:12].topk(2).indices.tolist()) == {2, 6}  # D3 and D4, F#4
+    assert int(profiles[1][:12].argmax()) == 7  # G
+    silent = pitch_class_profile(torch.zeros(1, SR), torch.tensor([SR]), _fold(), SR)
+    assert torch.equal(silent, torch.zeros(1, 24))
+
+
 # ---------------------------------------------------------------- tower
+
+
+def test_a_tower_profile_widens_the_head_and_a_checkpoint_without_it_fits(tmp_path):
+    from xmr.models.heads import widen_head
+
+    plain = _tiny()
+    profiled = _tiny(**{"audio.profile": "pitch_classes"})
+    assert plain.config.heads_differ(profiled.config) == ["audio"]
+    assert profiled.heads["audio"][0].in_features == plain.heads["audio"][0].in_features + 24
+    assert profiled.config.to_dict()["audio"]["profile"] == "pitch_classes"
+    assert "profile" not in plain.config.to_dict()["audio"]  # older configs keep their fingerprint
+    state = {k: v for k, v in plain.state_dict().items() if not k.startswith("heads.audio.")}
+    assert profiled.load_state_dict(state, strict=False).missing_keys == ["heads.audio.0.weight",
+                                                                          "heads.audio.0.bias"]
+    widen_head(profiled.heads["audio"], plain.heads["audio"].state_dict())
+    waves = [np.asarray(_notes(48, 64, 67, seconds=1.5)), np.asarray(_notes(57, seconds=0.6))]
+    np.testing.assert_allclose(profiled.encode("audio", waves), plain.encode("audio", waves), atol=1e-6)
+    batch = torch.from_numpy(np.stack([waves[0][:SR], np.pad(waves[1], (0, SR - len(waves[1])))]))
+    feats = profiled.tower_features("audio", batch, torch.tensor([SR, len(waves[1])]))
+    alone = torch.stack([_profile(batch[0]), _profile(torch.from_numpy(waves[1]))])
+    torch.testing.assert_close(feats[:, -24:], alone, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():  # the profile is read: the new columns move the embedding
+        profiled.heads["audio"][0].weight[:, -24:].normal_()
+    assert np.abs(profiled.encode("audio", waves) - plain.encode("audio", waves)).max() > 1e-2
+    save_checkpoint(profiled, tmp_path / "ckpt")
+    loaded = load_model(tmp_path / "ckpt")
+    assert loaded.config.audio.profile == "pitch_classes"
+    np.testing.assert_array_equal(loaded.encode("audio", waves), profiled.encode("audio", waves))
+    with pytest.raises(Exception, match="profile is of audio"):
+        _tiny(**{"image.profile": "pitch_classes"})
+    with pytest.raises(Exception, match="unknown tower profile"):
+        _tiny(**{"audio.profile": "chroma"})
 
 
 def test_fitted_width_and_left_align_follow_the_pad_policy():

@@ -96,6 +96,35 @@ def test_init_with_another_head_starts_that_head_fresh(first_run, tmp_path):
     assert xmr.load_model(tmp_path / "mlp" / "checkpoint").config.audio.head == "mlp"
 
 
+def test_init_into_a_tower_with_a_profile_widens_its_head(first_run, tmp_path):
+    """``model.audio.profile``: the checkpoint's audio head starts widened (the profile's columns
+    at zero, so the run starts with the checkpoint's audio embeddings); the frozen tower's cached
+    features are another file, with the profile's 24 values after the tower's, and the refit
+    learns weights for them."""
+    import xmr
+    from xmr.train.loop import Trainer
+
+    manifest, cache, checkpoint = first_run
+    sets = [f"train.init={checkpoint}", "train.freeze=[audio,image]", "train.freeze_heads=false",
+            "optim.lr=0.05"]
+    Trainer(_cfg(manifest, cache, *sets), out_dir=tmp_path / "same")
+    plain = {p.name for p in Path(cache).glob("audio-features-*.pt")}
+    trainer = Trainer(_cfg(manifest, cache, *sets, "model.audio.profile=pitch_classes"),
+                      out_dir=tmp_path / "pcp")
+    profiled = {p.name for p in Path(cache).glob("audio-features-*.pt")} - plain
+    assert len(profiled) == 1
+    feats = torch.load(Path(cache) / profiled.pop(), weights_only=True)
+    assert {tuple(f.shape) for f in feats.values()} == {(16 + 24,)}
+    start, model = xmr.load_model(checkpoint), trainer.adapter.unwrapped
+    wave = [np.random.default_rng(0).standard_normal(16000).astype(np.float32)]
+    np.testing.assert_allclose(model.encode("audio", wave), start.encode("audio", wave), atol=1e-6)
+    assert not model.heads["audio"][0].weight[:, 16:].any()
+    trainer.fit()
+    refit = xmr.load_model(tmp_path / "pcp" / "checkpoint")
+    assert refit.config.audio.profile == "pitch_classes"
+    assert refit.heads["audio"][0].weight[:, 16:].abs().max() > 1e-3
+
+
 def test_head_refit_trains_every_head_on_the_cached_features(first_run, tmp_path):
     """``freeze_heads: false``: the towers stay the checkpoint's and read no media, the three heads
     train; ``train.feature_dropout`` drops cached features in the steps only (another refit, and

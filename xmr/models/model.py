@@ -26,6 +26,33 @@ def _in_chans(cfg: ModelConfig, modality: str) -> int:
     return 0
 
 
+class PitchClassProfile(nn.Module):
+    """The weight-free ``"pitch_classes"`` profile of an audio tower's input: the pitch-class
+    profiles of the whole range and of the bass (``PROFILE_BANDS``), 24 values per wave, from
+    :func:`xmr.media.features.pitch_class_profile` (its fold a non-persistent buffer, so
+    checkpoints hold no extra weights)."""
+
+    def __init__(self, cfg: ModelConfig, modality: str) -> None:
+        super().__init__()
+        from xmr.media.features import PROFILE_BANDS, pitch_class_fold
+
+        if modality != "audio":
+            raise InputError(f"a pitch-class profile is of audio, not of the {modality} tower")
+        self.sample_rate = cfg.sample_rate
+        fold = np.concatenate([pitch_class_fold(cfg.sample_rate, *band) for band in PROFILE_BANDS.values()])
+        self.register_buffer("fold", torch.from_numpy(fold), persistent=False)
+        self.out_dim = int(fold.shape[0])
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, T)`` waves and their valid samples -> ``(B, out_dim)``."""
+        from xmr.media.features import pitch_class_profile
+
+        wave = wave if wave.dim() == 2 else wave.reshape(wave.shape[0], -1)
+        if lengths is None:
+            lengths = torch.full((wave.shape[0],), wave.shape[1])
+        return pitch_class_profile(wave, lengths.clamp(max=wave.shape[1]), self.fold, self.sample_rate)
+
+
 class XmrModel(nn.Module):
     """Encoders for audio, images and text into one shared space.
 
@@ -49,14 +76,19 @@ class XmrModel(nn.Module):
         self.config = cfg
         self.towers = nn.ModuleDict()
         self.heads = nn.ModuleDict()
+        self.profiles = nn.ModuleDict()
         for m in cfg.modalities:
             tcfg = cfg.tower(m)
             if not tcfg.store_weights and tcfg.kind != "hf_text":
                 raise InputError(f"store_weights=False is only for text towers loaded from a folder ({m})")
             tower = build_tower(tcfg, in_chans=_in_chans(cfg, m))
             self.towers[m] = tower
+            width = tower.out_dim
+            if tcfg.profile is not None:
+                self.profiles[m] = PitchClassProfile(cfg, m)
+                width += self.profiles[m].out_dim
             self.heads[m] = build_head(
-                tcfg.head, tower.out_dim, cfg.embed_dim, hidden=tcfg.head_hidden, dropout=tcfg.dropout
+                tcfg.head, width, cfg.embed_dim, hidden=tcfg.head_hidden, dropout=tcfg.dropout
             )
         self._materialise_lazy()
         for m in cfg.modalities:
@@ -277,13 +309,20 @@ class XmrModel(nn.Module):
         self._check(modality)
         if modality == "text" and isinstance(batch, (list, tuple)):
             batch = {k: v.to(self.device) for k, v in self.tokenize(list(batch)).items()}
+        z = self.heads[modality](self.tower_features(modality, batch, lengths))  # (B, D)
+        return nn.functional.normalize(z, dim=-1) if normalize else z
+
+    def tower_features(self, modality: str, batch: Any, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Prepared batch -> ``(B, F)``, what the projection head reads: the tower's features,
+        followed by the input's profile where the tower has one (``TowerConfig.profile``)."""
         if self.takes_lengths(modality):
             feats = self.towers[modality](*self.sequence_input(modality, batch, lengths))
-            z = self.heads[modality](feats)
-            return nn.functional.normalize(z, dim=-1) if normalize else z
-        feats = self.towers[modality](self.features_input(modality, batch))  # (B, F)
-        z = self.heads[modality](feats)  # (B, D)
-        return nn.functional.normalize(z, dim=-1) if normalize else z
+        else:
+            feats = self.towers[modality](self.features_input(modality, batch))
+        if modality in self.profiles:
+            profile = self.profiles[modality](batch, None if lengths is None else lengths.cpu())
+            feats = torch.cat([feats, profile.to(feats.dtype)], dim=-1)
+        return feats
 
     forward_features = embed
 

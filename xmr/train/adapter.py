@@ -311,11 +311,7 @@ class ModelAdapter:
         was = tower.training
         tower.eval()
         with torch.no_grad():
-            rows = x.to(self.device)
-            if lengths is None:
-                feats = tower(model.features_input(modality, rows))
-            else:
-                feats = tower(*model.sequence_input(modality, rows, lengths))
+            feats = model.tower_features(modality, x.to(self.device), lengths)
         tower.train(was)
         return feats.float().cpu()
 

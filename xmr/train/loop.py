@@ -180,24 +180,38 @@ class Trainer:
     def _init_weights(self, path: str) -> None:
         """``train.init``: copy a checkpoint's weights into the fresh model. The model configs must
         be the same but for the projection heads (``head``, ``head_hidden``, ``dropout`` of a
-        tower); a head of another shape starts fresh over its checkpoint's tower, as a pretrained
-        backbone takes a new classifier."""
+        tower) and the towers' weight-free profiles; a head of another shape starts fresh over its
+        checkpoint's tower, as a pretrained backbone takes a new classifier, and a head whose
+        tower only gained a profile starts as the checkpoint's head, widened
+        (:func:`xmr.models.heads.widen_head`)."""
         import xmr
+        from xmr.models.config import HEAD_FIELDS
+        from xmr.models.heads import widen_head
 
         start = xmr.load_model(path, device=str(self.device))
         model = self.adapter.unwrapped
-        fresh = start.config.heads_differ(model.config)
-        if fresh is None:
+        changed = start.config.heads_differ(model.config)
+        if changed is None:
             raise InputError(f"train.init: {Path(path).name} holds another model than the run's "
                              f"(model config differs beyond the heads); start from a checkpoint of the "
                              f"same model")
+        def same_head(m: str) -> bool:
+            old, new = start.config.tower(m), model.config.tower(m)
+            return all(getattr(old, f) == getattr(new, f) for f in HEAD_FIELDS)
+
+        widened = [m for m in changed if same_head(m)]
         state = {k: v for k, v in start.state_dict().items()
-                 if not any(k.startswith(f"heads.{m}.") for m in fresh)}
+                 if not any(k.startswith(f"heads.{m}.") for m in changed)}
         missing, unexpected = model.load_state_dict(state, strict=False)
-        assert not unexpected and all(any(k.startswith(f"heads.{m}.") for m in fresh) for k in missing)
-        if fresh and self.info.is_main:
-            print(f"xmr train: train.init from {Path(path).name}; fresh {', '.join(fresh)} head(s) "
-                  f"(another head than the checkpoint's)")
+        assert not unexpected and all(any(k.startswith(f"heads.{m}.") for m in changed) for k in missing)
+        for m in widened:
+            widen_head(model.heads[m], start.heads[m].state_dict())
+        fresh = [m for m in changed if m not in widened]
+        if changed and self.info.is_main:
+            print(f"xmr train: train.init from {Path(path).name}"
+                  + (f"; fresh {', '.join(fresh)} head(s) (another head than the checkpoint's)"
+                     if fresh else "")
+                  + (f"; {', '.join(widened)} head(s) widened for the tower's profile" if widened else ""))
 
     def _cache_frozen_media(self, augment) -> set[str]:
         """Frozen audio/image towers: features of every training item's fixed view, computed once,
