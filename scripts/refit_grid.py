@@ -41,8 +41,9 @@ VARIANTS: dict[str, list[str]] = {
     "p2w": ["train.partial_to_whole=0.5"],
     "p2w-0.25": ["train.partial_to_whole=0.25"],
     "p2w-mlp-at": ["train.partial_to_whole=0.5", *MLP_AUDIO, "model.text.head_hidden=1024"],
-    "pcp": ["model.audio.profile=pitch_classes"],
-    "pcp-p2w": ["model.audio.profile=pitch_classes", "train.partial_to_whole=0.5"],
+    "pcp": ["model.audio.profile=[pitch_classes]"],
+    "profiles": ["model.audio.profile=[pitch_classes,tempo]"],
+    "profiles-p2w": ["model.audio.profile=[pitch_classes,tempo]", "train.partial_to_whole=0.5"],
 }
 
 

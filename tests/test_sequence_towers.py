@@ -141,17 +141,63 @@ def test_a_pitch_class_profile_is_the_same_alone_and_padded_in_a_batch():
     assert torch.equal(silent, torch.zeros(1, 24))
 
 
+def _clicks(bpm: float, seconds: float = 10.0, accent: int = 3) -> torch.Tensor:
+    """Short 880 Hz blips at ``bpm``, every ``accent``-th one louder (a bar of ``accent`` beats)."""
+    wave = torch.zeros(int(seconds * SR))
+    blip = torch.sin(2 * math.pi * 880 * torch.arange(400) / SR) * torch.exp(-torch.arange(400) / 80)
+    for k in range(int(seconds * bpm / 60)):
+        start = int(k * 60 / bpm * SR)
+        wave[start:start + 400] += (1.0 if k % accent == 0 else 0.4) * blip[:len(wave) - start]
+    return wave
+
+
+def _lag_bin(seconds: float) -> int:
+    from xmr.media.features import TEMPO_LAGS
+
+    lo, hi, count = TEMPO_LAGS
+    return round(math.log(seconds / lo) / math.log(hi / lo) * (count - 1))
+
+
+@pytest.mark.parametrize("bpm", [72, 100, 132])
+def test_a_tempo_profile_holds_the_beat_and_the_bar(bpm):
+    from xmr.media.features import tempo_profile
+
+    profile = tempo_profile(_clicks(bpm)[None], torch.tensor([10 * SR]), SR)[0]
+    beat, bar = _lag_bin(60 / bpm), _lag_bin(3 * 60 / bpm)
+    assert profile[beat] > 0.5 and profile[bar] > 0.5
+    off_beat = _lag_bin(60 / bpm * 1.5)  # half-way between the beat and the second beat
+    assert profile[off_beat] < 0.3 * profile[beat]
+    assert int(profile[:_lag_bin(60 / bpm * 0.8)].argmax()) != beat  # no beat below the beat's period
+    assert profile[:_lag_bin(60 / bpm * 0.8)].max() < 0.3 * profile[beat]
+
+
+def test_a_tempo_profile_is_the_same_alone_and_padded_and_zero_for_silence():
+    from xmr.media.features import tempo_profile
+
+    short = _clicks(90, seconds=2.5)
+    batch = torch.stack([torch.cat([short, torch.zeros(SR * 9 // 2)]), _clicks(120, seconds=7.0)])
+    both = tempo_profile(batch, torch.tensor([len(short), 7 * SR]), SR)
+    torch.testing.assert_close(both[0], tempo_profile(short[None], torch.tensor([len(short)]), SR)[0],
+                               atol=1e-5, rtol=1e-4)
+    assert both[0][_lag_bin(3.0)] == 0 and both[1][_lag_bin(3.0)] != 0  # 2.5 s cannot hold a lag of 3 s
+    assert both[0][_lag_bin(60 / 90)] > 0.5
+    assert not torch.allclose(both[0], both[1])
+    assert torch.equal(tempo_profile(torch.zeros(1, SR), torch.tensor([SR]), SR), torch.zeros(1, 32))
+
+
 # ---------------------------------------------------------------- tower
 
 
 def test_a_tower_profile_widens_the_head_and_a_checkpoint_without_it_fits(tmp_path):
+    from xmr.media.features import tempo_profile
     from xmr.models.heads import widen_head
 
     plain = _tiny()
-    profiled = _tiny(**{"audio.profile": "pitch_classes"})
+    profiled = _tiny(**{"audio.profile": ["pitch_classes", "tempo"]})
     assert plain.config.heads_differ(profiled.config) == ["audio"]
-    assert profiled.heads["audio"][0].in_features == plain.heads["audio"][0].in_features + 24
-    assert profiled.config.to_dict()["audio"]["profile"] == "pitch_classes"
+    assert profiled.heads["audio"][0].in_features == plain.heads["audio"][0].in_features + 24 + 32
+    assert profiled.config.to_dict()["audio"]["profile"] == ["pitch_classes", "tempo"]
+    assert _tiny(**{"audio.profile": "tempo"}).config.audio.profile == ["tempo"]
     assert "profile" not in plain.config.to_dict()["audio"]  # older configs keep their fingerprint
     state = {k: v for k, v in plain.state_dict().items() if not k.startswith("heads.audio.")}
     assert profiled.load_state_dict(state, strict=False).missing_keys == ["heads.audio.0.weight",
@@ -162,18 +208,22 @@ def test_a_tower_profile_widens_the_head_and_a_checkpoint_without_it_fits(tmp_pa
     batch = torch.from_numpy(np.stack([waves[0][:SR], np.pad(waves[1], (0, SR - len(waves[1])))]))
     feats = profiled.tower_features("audio", batch, torch.tensor([SR, len(waves[1])]))
     alone = torch.stack([_profile(batch[0]), _profile(torch.from_numpy(waves[1]))])
-    torch.testing.assert_close(feats[:, -24:], alone, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(feats[:, -56:-32], alone, atol=1e-5, rtol=1e-4)
+    tempo = torch.cat([tempo_profile(batch[:1], torch.tensor([SR]), SR),
+                       tempo_profile(torch.from_numpy(waves[1])[None], torch.tensor([len(waves[1])]), SR)])
+    torch.testing.assert_close(feats[:, -32:], tempo, atol=1e-5, rtol=1e-4)
     with torch.no_grad():  # the profile is read: the new columns move the embedding
-        profiled.heads["audio"][0].weight[:, -24:].normal_()
+        profiled.heads["audio"][0].weight[:, -56:].normal_()
     assert np.abs(profiled.encode("audio", waves) - plain.encode("audio", waves)).max() > 1e-2
     save_checkpoint(profiled, tmp_path / "ckpt")
     loaded = load_model(tmp_path / "ckpt")
-    assert loaded.config.audio.profile == "pitch_classes"
+    assert loaded.config.audio.profile == ["pitch_classes", "tempo"]
     np.testing.assert_array_equal(loaded.encode("audio", waves), profiled.encode("audio", waves))
     with pytest.raises(Exception, match="profile is of audio"):
         _tiny(**{"image.profile": "pitch_classes"})
-    with pytest.raises(Exception, match="unknown tower profile"):
-        _tiny(**{"audio.profile": "chroma"})
+    for bad in ("chroma", [], ["tempo", "tempo"]):
+        with pytest.raises(Exception, match="distinct known profiles"):
+            _tiny(**{"audio.profile": bad})
 
 
 def test_fitted_width_and_left_align_follow_the_pad_policy():

@@ -99,7 +99,7 @@ def test_init_with_another_head_starts_that_head_fresh(first_run, tmp_path):
 def test_init_into_a_tower_with_a_profile_widens_its_head(first_run, tmp_path):
     """``model.audio.profile``: the checkpoint's audio head starts widened (the profile's columns
     at zero, so the run starts with the checkpoint's audio embeddings); the frozen tower's cached
-    features are another file, with the profile's 24 values after the tower's, and the refit
+    features are another file, with the profiles' 56 values after the tower's, and the refit
     learns weights for them."""
     import xmr
     from xmr.train.loop import Trainer
@@ -109,19 +109,19 @@ def test_init_into_a_tower_with_a_profile_widens_its_head(first_run, tmp_path):
             "optim.lr=0.05"]
     Trainer(_cfg(manifest, cache, *sets), out_dir=tmp_path / "same")
     plain = {p.name for p in Path(cache).glob("audio-features-*.pt")}
-    trainer = Trainer(_cfg(manifest, cache, *sets, "model.audio.profile=pitch_classes"),
+    trainer = Trainer(_cfg(manifest, cache, *sets, "model.audio.profile=[pitch_classes,tempo]"),
                       out_dir=tmp_path / "pcp")
     profiled = {p.name for p in Path(cache).glob("audio-features-*.pt")} - plain
     assert len(profiled) == 1
     feats = torch.load(Path(cache) / profiled.pop(), weights_only=True)
-    assert {tuple(f.shape) for f in feats.values()} == {(16 + 24,)}
+    assert {tuple(f.shape) for f in feats.values()} == {(16 + 24 + 32,)}
     start, model = xmr.load_model(checkpoint), trainer.adapter.unwrapped
     wave = [np.random.default_rng(0).standard_normal(16000).astype(np.float32)]
     np.testing.assert_allclose(model.encode("audio", wave), start.encode("audio", wave), atol=1e-6)
     assert not model.heads["audio"][0].weight[:, 16:].any()
     trainer.fit()
     refit = xmr.load_model(tmp_path / "pcp" / "checkpoint")
-    assert refit.config.audio.profile == "pitch_classes"
+    assert refit.config.audio.profile == ["pitch_classes", "tempo"]
     assert refit.heads["audio"][0].weight[:, 16:].abs().max() > 1e-3
 
 

@@ -302,6 +302,58 @@ def pitch_class_profile(wave: torch.Tensor, lengths: torch.Tensor, fold: torch.T
     return profile / profile.amax(dim=-1, keepdim=True).clamp(min=1e-6)
 
 
+# The lags of the tempo profile, log-spaced in seconds: from a beat at 300 BPM to a bar of 3/4 at
+# 60 BPM, so that it holds the beat period and the bar's (the meter) of the demo's tempi.
+TEMPO_LAGS = (0.2, 3.0, 32)
+
+
+def onset_strength(wave: torch.Tensor, sample_rate: int, hop_seconds: float = 0.01) -> torch.Tensor:
+    """Spectral-flux novelty of each wave: the half-wave rectified increase over one frame of the
+    log-compressed magnitude ``log(1 + 100 |X|)``, summed over frequency (Müller, *Fundamentals of
+    Music Processing*, 2015, Sec. 6.1.2), one value per ``hop_seconds`` frame; ``(B, frames - 1)``
+    for ``(B, T)`` waves."""
+    hop = max(1, round(sample_rate * hop_seconds))
+    n_fft = 2 ** round(math.log2(sample_rate * 0.064))
+    cfg = SpectrogramConfig(sample_rate=sample_rate, kind="stft", n_fft=n_fft, win_length=n_fft,
+                            hop_length=hop)
+    x = _as_batch(wave).float()
+    mag = torch.log1p(100.0 * _transform("stft_mag", cfg, x.device)(x))  # (B, F, frames)
+    return torch.relu(mag[..., 1:] - mag[..., :-1]).sum(1)
+
+
+def tempo_profile(wave: torch.Tensor, lengths: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Autocorrelation of each wave's :func:`onset_strength` (its mean removed, over the frames of
+    its ``lengths[b]`` samples only), each lag divided by the number of frame pairs it sums and by
+    the lag-0 value, then its maximum over each of the ``TEMPO_LAGS`` log-spaced bins (a bin
+    spans a ratio of about 1.09): the beat's period and the bar's stand out (the autocorrelation
+    tempogram; Müller 2015, Sec. 6.2.3). ``(B, T)`` waves -> ``(B, TEMPO_LAGS[2])`` in [-1, 1];
+    a bin that an item is too short to reach is 0, and silence gives zeros."""
+    hop_seconds = 0.01
+    env = onset_strength(wave, sample_rate, hop_seconds)  # (B, N)
+    n_valid = torch.tensor([max(0, int(n) // round(sample_rate * hop_seconds)) for n in lengths],
+                           device=env.device).clamp(max=env.shape[1])
+    steps = torch.arange(env.shape[1], device=env.device)
+    valid = (steps[None, :] < n_valid[:, None]).to(env.dtype)
+    mean = (env * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp(min=1.0)
+    env = (env - mean) * valid
+    size = 2 ** math.ceil(math.log2(2 * env.shape[1] + 1))
+    spec = torch.fft.rfft(env, n=size)
+    ac = torch.fft.irfft(spec * spec.conj(), n=size)[:, :env.shape[1]]  # (B, N): sum over pairs
+    pairs = (n_valid[:, None] - steps[None, :]).to(env.dtype)
+    ac = torch.where(pairs > 0, ac / pairs.clamp(min=1.0), torch.zeros_like(ac))
+    ac = ac / ac[:, :1].clamp(min=1e-8)
+    lo, hi, count = TEMPO_LAGS
+    ratio = (hi / lo) ** (1.0 / (count - 1))
+    centres = lo * ratio ** torch.arange(count, dtype=torch.float64)
+    edges = torch.stack([centres / ratio ** 0.5, centres * ratio ** 0.5], 1) / hop_seconds
+    lag = steps.to(torch.float64)
+    bins = ((lag[None, :] >= edges[:, :1]) & (lag[None, :] < edges[:, 1:])).to(env.device)  # (count, N)
+    ac = torch.where(pairs > 0, ac, torch.full_like(ac, -1.0))
+    out = torch.where(bins[None], ac[:, None, :], torch.full_like(ac[:, None, :], -1.0)).amax(-1)
+    reached = (edges[:, 1].to(env.device)[None, :] <= n_valid[:, None].to(torch.float64)).to(out.dtype)
+    return out.clamp(min=-1.0) * reached
+
+
 def fixed_windows(num_samples: int, window: int, overlap: float = 0.5) -> list[tuple[int, int]]:
     """Deterministic ``(start, end)`` sample ranges that cover a signal with a given overlap.
 

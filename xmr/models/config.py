@@ -21,7 +21,7 @@ HEAD_FIELDS = ("head", "head_hidden", "dropout")
 # the TowerConfig fields that add weight-free features after the tower's own: a checkpoint without
 # them still fits the tower, and only the head's input grows
 PROFILE_FIELDS = ("profile",)
-PROFILES = ("pitch_classes",)
+PROFILES = ("pitch_classes", "tempo")
 
 
 @dataclass
@@ -58,11 +58,13 @@ class TowerConfig:
             read from the source when the model is created and saved with the checkpoint.
         architecture: for hub towers, the transformers config of the backbone, so that a checkpoint
             rebuilds it without its source.
-        profile: ``"pitch_classes"`` appends to an audio tower's features the pitch-class profiles
-            of its input (:func:`xmr.media.features.pitch_class_profile`: the whole range and the
-            bass, 24 values), which the head reads beside them; ``None``: the tower's features
-            alone. Weight-free: a checkpoint without it initialises a run with it
-            (``train.init``), its head widened.
+        profile: weight-free summaries of an audio tower's input appended to its features, which
+            the head reads beside them, in the order listed: ``"pitch_classes"`` (the pitch-class
+            profiles of the whole range and of the bass, 24 values:
+            :func:`xmr.media.features.pitch_class_profile`), ``"tempo"`` (the onset strength's
+            autocorrelation at 32 lags from 0.2 to 3 s: :func:`xmr.media.features.tempo_profile`);
+            a single name stands for a list of it; ``None``: the tower's features alone. A
+            checkpoint without them initialises a run with them (``train.init``), its head widened.
     """
 
     kind: str = "timm"
@@ -78,11 +80,17 @@ class TowerConfig:
     options: dict[str, Any] = field(default_factory=dict)
     preprocessing: dict[str, Any] | None = None
     architecture: dict[str, Any] | None = None
-    profile: str | None = None
+    profile: list[str] | None = None
 
     def __post_init__(self) -> None:
-        if self.profile is not None and self.profile not in PROFILES:
-            raise ConfigError(f"unknown tower profile {self.profile!r} (known: {', '.join(PROFILES)})")
+        if isinstance(self.profile, str):
+            self.profile = [self.profile]
+        if self.profile is not None:
+            self.profile = list(self.profile)
+            unknown = [p for p in self.profile if p not in PROFILES]
+            if unknown or not self.profile or len(set(self.profile)) < len(self.profile):
+                raise ConfigError(f"tower profile must list distinct known profiles ({', '.join(PROFILES)}), "
+                                  f"got {self.profile!r}")
 
     def without_head(self) -> dict[str, Any]:
         """The fields that make the tower's features, without those of its projection head

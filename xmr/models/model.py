@@ -26,31 +26,37 @@ def _in_chans(cfg: ModelConfig, modality: str) -> int:
     return 0
 
 
-class PitchClassProfile(nn.Module):
-    """The weight-free ``"pitch_classes"`` profile of an audio tower's input: the pitch-class
-    profiles of the whole range and of the bass (``PROFILE_BANDS``), 24 values per wave, from
-    :func:`xmr.media.features.pitch_class_profile` (its fold a non-persistent buffer, so
-    checkpoints hold no extra weights)."""
+class AudioProfile(nn.Module):
+    """The weight-free profiles of an audio tower's input (``TowerConfig.profile``), concatenated
+    in the order listed: ``"pitch_classes"``, the pitch-class profiles of the whole range and of
+    the bass (``PROFILE_BANDS``, 24 values; :func:`xmr.media.features.pitch_class_profile`, its
+    fold a non-persistent buffer, so checkpoints hold no extra weights); ``"tempo"``, the onset
+    strength's autocorrelation (32 values; :func:`xmr.media.features.tempo_profile`)."""
 
     def __init__(self, cfg: ModelConfig, modality: str) -> None:
         super().__init__()
-        from xmr.media.features import PROFILE_BANDS, pitch_class_fold
+        from xmr.media.features import PROFILE_BANDS, TEMPO_LAGS, pitch_class_fold
 
         if modality != "audio":
-            raise InputError(f"a pitch-class profile is of audio, not of the {modality} tower")
+            raise InputError(f"a tower profile is of audio, not of the {modality} tower")
+        self.names = list(cfg.tower(modality).profile or [])
         self.sample_rate = cfg.sample_rate
         fold = np.concatenate([pitch_class_fold(cfg.sample_rate, *band) for band in PROFILE_BANDS.values()])
         self.register_buffer("fold", torch.from_numpy(fold), persistent=False)
-        self.out_dim = int(fold.shape[0])
+        widths = {"pitch_classes": int(fold.shape[0]), "tempo": int(TEMPO_LAGS[2])}
+        self.out_dim = sum(widths[n] for n in self.names)
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, T)`` waves and their valid samples -> ``(B, out_dim)``."""
-        from xmr.media.features import pitch_class_profile
+        from xmr.media.features import pitch_class_profile, tempo_profile
 
         wave = wave if wave.dim() == 2 else wave.reshape(wave.shape[0], -1)
         if lengths is None:
             lengths = torch.full((wave.shape[0],), wave.shape[1])
-        return pitch_class_profile(wave, lengths.clamp(max=wave.shape[1]), self.fold, self.sample_rate)
+        lengths = lengths.clamp(max=wave.shape[1])
+        parts = {"pitch_classes": lambda: pitch_class_profile(wave, lengths, self.fold, self.sample_rate),
+                 "tempo": lambda: tempo_profile(wave, lengths, self.sample_rate)}
+        return torch.cat([parts[n]() for n in self.names], dim=-1)
 
 
 class XmrModel(nn.Module):
@@ -85,7 +91,7 @@ class XmrModel(nn.Module):
             self.towers[m] = tower
             width = tower.out_dim
             if tcfg.profile is not None:
-                self.profiles[m] = PitchClassProfile(cfg, m)
+                self.profiles[m] = AudioProfile(cfg, m)
                 width += self.profiles[m].out_dim
             self.heads[m] = build_head(
                 tcfg.head, width, cfg.embed_dim, hidden=tcfg.head_hidden, dropout=tcfg.dropout
