@@ -259,11 +259,11 @@ PROFILE_BANDS = {"all": (63.57, 2154.0), "bass": (63.57, 254.2)}
 
 def profile_stft(sample_rate: int) -> SpectrogramConfig:
     """The STFT the pitch-class profiles read: about 4 Hz between FFT bins (4,096 points at
-    16 kHz), so that the semitones stay apart from C2 up, and a hop of a quarter window (a
-    profile is a mean over the frames)."""
+    16 kHz), so that the semitones stay apart from C2 up, and a hop of half a window (a profile
+    is a mean over the frames)."""
     n_fft = 2 ** round(math.log2(sample_rate / 4))
     return SpectrogramConfig(sample_rate=sample_rate, kind="stft", n_fft=n_fft, win_length=n_fft,
-                             hop_length=n_fft // 4)
+                             hop_length=n_fft // 2)
 
 
 def pitch_class_fold(sample_rate: int, f_lo: float, f_hi: float) -> np.ndarray:
@@ -313,7 +313,7 @@ def onset_strength(wave: torch.Tensor, sample_rate: int, hop_seconds: float = 0.
     Music Processing*, 2015, Sec. 6.1.2), one value per ``hop_seconds`` frame; ``(B, frames - 1)``
     for ``(B, T)`` waves."""
     hop = max(1, round(sample_rate * hop_seconds))
-    n_fft = 2 ** round(math.log2(sample_rate * 0.064))
+    n_fft = 2 ** round(math.log2(sample_rate * 0.032))  # a 32 ms window
     cfg = SpectrogramConfig(sample_rate=sample_rate, kind="stft", n_fft=n_fft, win_length=n_fft,
                             hop_length=hop)
     x = _as_batch(wave).float()
