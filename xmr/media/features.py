@@ -296,10 +296,17 @@ def pitch_class_profile(wave: torch.Tensor, lengths: torch.Tensor, fold: torch.T
     x = _as_batch(wave).float()
     mag = _transform("stft_mag", cfg, x.device)(x)  # (B, F, frames)
     frames = torch.tensor([cfg.num_frames(int(n)) for n in lengths], device=x.device)
-    valid = (torch.arange(mag.shape[-1], device=x.device)[None, :] < frames[:, None]).to(mag.dtype)
-    mean = (mag * valid[:, None, :]).sum(-1) / valid.sum(-1, keepdim=True).clamp(min=1.0)
+    mean, _ = _masked_mean(mag, frames)
     profile = mean @ fold.to(x.device, mag.dtype).T  # (B, P)
     return profile / profile.amax(dim=-1, keepdim=True).clamp(min=1e-6)
+
+
+def _masked_mean(x: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of ``(B, C, T)`` over the first ``counts[b]`` steps of each item -> ``(B, C)``, and the
+    ``(B, T)`` mask of those steps."""
+    valid = (torch.arange(x.shape[-1], device=x.device)[None, :] < counts.to(x.device)[:, None]).to(x.dtype)
+    mean = (x * valid[:, None, :]).sum(-1) / valid.sum(-1, keepdim=True).clamp(min=1.0)
+    return mean, valid
 
 
 # The lags of the tempo profile, log-spaced in seconds: from a beat at 300 BPM to a bar of 3/4 at
@@ -333,22 +340,20 @@ def tempo_profile(wave: torch.Tensor, lengths: torch.Tensor, sample_rate: int) -
     n_valid = torch.tensor([max(0, int(n) // round(sample_rate * hop_seconds)) for n in lengths],
                            device=env.device).clamp(max=env.shape[1])
     steps = torch.arange(env.shape[1], device=env.device)
-    valid = (steps[None, :] < n_valid[:, None]).to(env.dtype)
-    mean = (env * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp(min=1.0)
+    mean, valid = _masked_mean(env[:, None, :], n_valid)
     env = (env - mean) * valid
     size = 2 ** math.ceil(math.log2(2 * env.shape[1] + 1))
     spec = torch.fft.rfft(env, n=size)
     ac = torch.fft.irfft(spec * spec.conj(), n=size)[:, :env.shape[1]]  # (B, N): sum over pairs
     pairs = (n_valid[:, None] - steps[None, :]).to(env.dtype)
-    ac = torch.where(pairs > 0, ac / pairs.clamp(min=1.0), torch.zeros_like(ac))
-    ac = ac / ac[:, :1].clamp(min=1e-8)
+    ac = ac / pairs.clamp(min=1.0)
+    ac = torch.where(pairs > 0, ac / ac[:, :1].clamp(min=1e-8), torch.full_like(ac, -1.0))
     lo, hi, count = TEMPO_LAGS
     ratio = (hi / lo) ** (1.0 / (count - 1))
     centres = lo * ratio ** torch.arange(count, dtype=torch.float64)
     edges = torch.stack([centres / ratio ** 0.5, centres * ratio ** 0.5], 1) / hop_seconds
     lag = steps.to(torch.float64)
     bins = ((lag[None, :] >= edges[:, :1]) & (lag[None, :] < edges[:, 1:])).to(env.device)  # (count, N)
-    ac = torch.where(pairs > 0, ac, torch.full_like(ac, -1.0))
     out = torch.where(bins[None], ac[:, None, :], torch.full_like(ac[:, None, :], -1.0)).amax(-1)
     reached = (edges[:, 1].to(env.device)[None, :] <= n_valid[:, None].to(torch.float64)).to(out.dtype)
     return out.clamp(min=-1.0) * reached
