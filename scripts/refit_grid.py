@@ -18,17 +18,25 @@ captions), text->audio with content-only captions, and the unseen soundfont's au
 against the seen one (where the split has it rendered: the test split). Its nDCG@10 is the
 caption protocol's (items with the same caption relevant); the graded one (matching metadata) is
 ``xmr eval``'s.
+
+``--partial`` adds the partial queries, scored into ``OUT/NAME/SPLIT-partial.json``: one 4 s clip
+per item of the split against its images (``bench/clip_bars.py``'s clips: the top-10 rate and MRR)
+and the left half of each item's score against its audio (``bench/robustness.py``'s cut: MRR and
+its ratio to the whole score's image->audio MRR). The variants refit heads over the same towers,
+so the towers' features of these queries are computed once and shared (:class:`SharedTowers`).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 BUNDLED = ROOT / "checkpoints" / "demo"
 MLP_AUDIO = ["model.audio.head=mlp", "model.audio.head_hidden=512"]
@@ -44,6 +52,10 @@ VARIANTS: dict[str, list[str]] = {
     "pcp": ["model.audio.profile=[pitch_classes]"],
     "profiles": ["model.audio.profile=[pitch_classes,tempo]"],
     "profiles-p2w": ["model.audio.profile=[pitch_classes,tempo]", "train.partial_to_whole=0.5"],
+    "p2w-0.75": ["train.partial_to_whole=0.75"],
+    "p2w-1": ["train.partial_to_whole=1.0"],
+    "copies6": ["train.feature_copies=6"],
+    "copies6-p2w-0.75": ["train.feature_copies=6", "train.partial_to_whole=0.75"],
 }
 
 
@@ -61,6 +73,79 @@ def train_variant(name: str, out: Path, manifest: Path, cache: Path, extra: list
     return out / "checkpoint"
 
 
+class SharedTowers:
+    """One cache of tower features for models whose towers are the same.
+
+    :meth:`attach` wraps a model's ``tower_features`` so that a batch seen before (by any attached
+    model with the same tower weights and tower config) is not run through the tower again; the
+    key holds a digest of the towers' weights, the tower's config without its head, the batch and
+    its lengths, so models with other towers never share an entry.
+    """
+
+    def __init__(self) -> None:
+        self.features: dict[tuple[str, ...], object] = {}
+
+    @staticmethod
+    def _digest(value) -> str:
+        import torch
+
+        h = hashlib.sha256()
+        if isinstance(value, dict):
+            for key in sorted(value):
+                h.update(key.encode())
+                h.update(SharedTowers._digest(value[key]).encode())
+        elif isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.numpy().tobytes())
+        else:
+            h.update(repr(value).encode())
+        return h.hexdigest()
+
+    def attach(self, model):
+        """Wrap ``model.tower_features`` (in place); returns the model."""
+        towers = self._digest(dict(model.towers.state_dict()))
+        plain = model.tower_features
+
+        def tower_features(modality, batch, lengths=None):
+            config = json.dumps(model.config.tower(modality).without_head(), sort_keys=True, default=str)
+            key = (towers, modality, config, self._digest(batch), self._digest(lengths))
+            if key not in self.features:
+                self.features[key] = plain(modality, batch, lengths).detach()
+            return self.features[key]
+
+        model.tower_features = tower_features
+        return model
+
+
+def partial_queries(checkpoint: Path, manifest: Path, split: str, shared: SharedTowers) -> dict:
+    """4 s clips (audio->image) and left halves of scores (image->audio) of every item of ``split``."""
+    import numpy as np
+    import torch
+    from clip_bars import measure
+    from robustness import _metrics, left_half
+
+    import xmr
+    from xmr.data.manifest import read_manifest
+    from xmr.index.query import embed_audio, encode_query
+    from xmr.media.audio import load_audio
+    from xmr.media.image import load_image
+
+    torch.set_num_threads(1)
+    model = shared.attach(xmr.load_model(checkpoint))
+    df = read_manifest(manifest)
+    clips = measure(model, df, split=split, vias=(), progress=False)
+    items = df[(df["split"] == split) & df["image"].notna() & df["audio"].notna()].sort_values("id")
+    ids = list(items["id"].astype(str))
+    sr = int(model.sample_rate)
+    audio = np.stack([t.vector for t in embed_audio(model, [load_audio(p, sample_rate=sr)
+                                                            for p in items["audio"]])])
+    halves = np.stack([encode_query(model, image=left_half(load_image(p))).vector for p in items["image"]])
+    return {"4 s clips": {"top-10": clips["top_k_rate"], "MRR": clips["mrr"], "clips": clips["n_clips"],
+                          "candidates": clips["n_candidates"]},
+            "left half": _metrics(halves, ids, audio, ids)}
+
+
 def summary(results: dict) -> dict[str, float]:
     """The acceptance's measures out of ``evaluate``'s results."""
     full, content = results["full captions"], results["content-only captions"]
@@ -71,6 +156,10 @@ def summary(results: dict) -> dict[str, float]:
     if "unseen soundfont" in results:
         unseen = results["unseen soundfont"]["audio→image"]["MRR"]
         row["unseen a→i MRR"], row["unseen × seen"] = unseen, unseen / row["a→i MRR"]
+    if "partial" in results:
+        clips, half = results["partial"]["4 s clips"], results["partial"]["left half"]
+        row["clips top-10"], row["clips MRR"] = clips["top-10"], clips["MRR"]
+        row["half i→a MRR"], row["half × whole"] = half["MRR"], half["MRR"] / row["i→a MRR"]
     return row
 
 
@@ -82,6 +171,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/grid"))
     parser.add_argument("--cache", type=Path, default=Path("runs/refit-cache"),
                         help="the frozen towers' features and the decoded items, shared by the variants")
+    parser.add_argument("--partial", action="store_true", help="also score 4 s clips and half scores")
     parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
                         help="an override added to every variant")
     args = parser.parse_args()
@@ -92,20 +182,28 @@ def main() -> None:
     from demo_report import evaluate
 
     rows: dict[str, dict[str, float]] = {}
+    shared = SharedTowers()
     for name in args.variants:
         out = args.out / name
-        scored = out / f"{args.split}.json"
+        scored, partial = out / f"{args.split}.json", out / f"{args.split}-partial.json"
+        ckpt = BUNDLED if name == "bundled" else out / "checkpoint"
         if not scored.is_file():
-            ckpt = BUNDLED if name == "bundled" else train_variant(name, out, args.manifest, args.cache,
-                                                                    args.extra)
+            if name != "bundled":
+                train_variant(name, out, args.manifest, args.cache, args.extra)
             results = evaluate(ckpt, args.manifest, args.split, args.cache)
             out.mkdir(parents=True, exist_ok=True)
             scored.write_text(json.dumps(results, indent=2, default=float))
-        rows[name] = summary(json.loads(scored.read_text()))
+        if args.partial and not partial.is_file():
+            partial.write_text(json.dumps(partial_queries(ckpt, args.manifest, args.split, shared),
+                                          indent=2, default=float))
+        results = json.loads(scored.read_text())
+        if partial.is_file():
+            results["partial"] = json.loads(partial.read_text())
+        rows[name] = summary(results)
         print(name, json.dumps({k: round(v, 4) for k, v in rows[name].items()}, ensure_ascii=False),
               flush=True)
 
-    keys = list(next(iter(rows.values())))
+    keys = list(dict.fromkeys(k for row in rows.values() for k in row))
     print(f"\n{args.split} split\n")
     print("| variant | " + " | ".join(keys) + " |")
     print("|---|" + "---:|" * len(keys))
