@@ -9,6 +9,8 @@ path (:func:`xmr.index.encode_query`). It is ranked against the images of every 
 Reported:
 
 - the audio→image top-k rate of the clips (with the chance rate k / candidates) and their MRR;
+  with ``--index``, each image's score is corrected by that index's hubness offset, as its search
+  ranks (``IndexStore.item_shift``; ``xmr index hubness``);
 - with ``--span-candidates``, the same rate and MRR when each candidate is also embedded as every
   run of 2–4 of its bars cut from its image (:func:`xmr.index.bars.candidate_spans` without a
   query length: what an index of bar spans would hold) and scores as its best vector;
@@ -83,8 +85,9 @@ def _span_candidates(model, candidates):
 
 def measure(model, df, *, split: str = "test", clip_seconds: float = 4.0, k: int = 10, seed: int = 0,
             vias=("audio",), limit: int | None = None, extra_bars: int = 1, span_candidates: bool = False,
-            progress: bool = True) -> dict:
-    """The rates of the module docstring, as a dict (per clip records under ``"clips"``)."""
+            progress: bool = True, index: str | Path | None = None) -> dict:
+    """The rates of the module docstring, as a dict (per clip records under ``"clips"``); ``index``:
+    an index folder whose hubness offsets correct the image candidates' scores."""
     from xmr.index.ann import normalize
     from xmr.index.bars import BarLocator, bars_in, candidate_spans
     from xmr.index.query import encode_query
@@ -95,6 +98,11 @@ def measure(model, df, *, split: str = "test", clip_seconds: float = 4.0, k: int
     cand_vectors = normalize(model.encode("image", list(candidates["image"])))
     embed_s = time.perf_counter() - t
     cand_ids = list(candidates["id"].astype(str))
+    shift = np.zeros(len(cand_ids), np.float32)
+    if index is not None:
+        from xmr.index import IndexStore
+
+        shift = IndexStore.load(index, fingerprint=model.fingerprint).item_shift("image", cand_ids)
     position = {i: n for n, i in enumerate(cand_ids)}
     items = clip_items(df, split, clip_seconds, limit)
     spans_of = _span_candidates(model, candidates) if span_candidates else None
@@ -109,12 +117,12 @@ def measure(model, df, *, split: str = "test", clip_seconds: float = 4.0, k: int
         t0 = float(rng.uniform(float(bars["bar_onsets"][0]), max(t_end - clip_seconds, 0.0)))
         clip = wave[int(round(t0 * sr)):int(round((t0 + clip_seconds) * sr))]
         query = encode_query(model, audio=clip)
-        scores = cand_vectors @ query.vector
+        scores = cand_vectors @ query.vector - shift
         rank = int((scores > scores[position[str(row["id"])]]).sum()) + 1
         if spans_of is not None:  # every candidate's best vector: its whole image or a span
             span_vectors, owner = spans_of
             best = scores.copy()
-            np.maximum.at(best, owner, span_vectors @ query.vector)
+            np.maximum.at(best, owner, span_vectors @ query.vector - shift[owner])
             span_rank = int((best > best[position[str(row["id"])]]).sum()) + 1
         true = bars_in(bars["bar_onsets"], bars["bar_ends"], t0, t0 + clip_seconds)
         rec = {"id": str(row["id"]), "t0": round(t0, 3), "rank": rank, "true": list(true),
@@ -134,6 +142,7 @@ def measure(model, df, *, split: str = "test", clip_seconds: float = 4.0, k: int
             print(f"  {n + 1}/{len(items)} clips", file=sys.stderr, flush=True)
     hits = [r for r in records if r["rank"] <= k]
     out = {"split": split, "clip_seconds": clip_seconds, "k": k, "seed": seed, "extra_bars": extra_bars,
+           "hubness_index": None if index is None else str(index),
            "n_candidates": len(cand_ids), "n_clips": len(records), "n_hits": len(hits),
            "top_k_rate": len(hits) / max(len(records), 1),
            "chance_top_k": min(k / max(len(cand_ids), 1), 1.0),
@@ -164,7 +173,9 @@ def report(out: dict, checkpoint: str, manifest: str) -> str:
              f"checkpoint `{checkpoint}`, manifest `{manifest}`; {out['split']} split, "
              f"{out['n_clips']} clips of {out['clip_seconds']:g} s (one per item, seed {out['seed']}), "
              f"spans of the clip's length + {out['extra_bars']} bar, "
-             f"{out['n_candidates']} image candidates", "",
+             f"{out['n_candidates']} image candidates"
+             + (f", scores corrected by the hubness offsets of `{out['hubness_index']}`"
+                if out.get("hubness_index") else ""), "",
              "| measure | value | chance |", "|---|---:|---:|",
              f"| audio→image: item in the top {out['k']} | {out['top_k_rate']:.3f} ({out['n_hits']} clips) | "
              f"{out['chance_top_k']:.3f} |",
@@ -200,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="at most this many clips")
     parser.add_argument("--span-candidates", action="store_true", help="also rank with every 2-4-bar run "
                         "of each candidate's image as a further vector of it")
+    parser.add_argument("--index", default=None, help="an index folder built by the checkpoint: correct the "
+                        "image candidates' scores by its hubness offsets, as its search does")
     parser.add_argument("--json", default=None, help="also write the numbers and per-clip records here")
     args = parser.parse_args(argv)
 
@@ -212,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     df = read_manifest(args.manifest)
     out = measure(model, df, split=args.split, clip_seconds=args.clip_seconds, k=args.k, seed=args.seed,
                   vias=tuple(v.strip() for v in args.via.split(",") if v.strip()), limit=args.limit,
-                  extra_bars=args.extra_bars, span_candidates=args.span_candidates)
+                  extra_bars=args.extra_bars, span_candidates=args.span_candidates, index=args.index)
     print(report(out, checkpoint, args.manifest))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))

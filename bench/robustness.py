@@ -2,14 +2,17 @@
 
     nice -n 5 python bench/robustness.py --checkpoint checkpoints/demo \\
         --manifest assets/demo/manifest.parquet [--media-dir data/corpus] \\
-        [--max-queries 100] [--max-candidates N] [--seed 0] [--json out.json]
+        [--max-queries 100] [--max-candidates N] [--seed 0] [--index assets/demo/index] [--json out.json]
 
 For the test split of a demo-corpus manifest, the candidates (all items of the split, or a seeded
 sample of ``--max-candidates``) are embedded clean, as an index holds them: images with
 ``model.encode``, audio with the index's windowing (``xmr.index.query.embed_audio``). A seeded
 sample of ``--max-queries`` of them is then queried through the one query path
 (``xmr.index.query.encode_query``), clean and degraded, and scored with
-``xmr.eval.retrieval_metrics`` (MRR, R@1, R@10; chance = the same under a random ranking). Media
+``xmr.eval.retrieval_metrics`` (MRR, R@1, R@10; chance = the same under a random ranking). With
+``--index``, each candidate's score is corrected by that index's hubness offset as its search
+corrects it (``IndexStore.item_shift``; ``xmr index hubness``), so the table is what the app
+ranks; without it, plain cosines. Media
 files come from ``--media-dir`` when built there, else they are rendered into the cache
 (``xmr.data.corpus.media_path``; slow for a whole split on a small machine).
 
@@ -213,11 +216,13 @@ def another_engraving(row):
 
 
 # ---------------------------------------------------------------- scoring
-def _metrics(queries: np.ndarray, query_ids: list[str], cands: np.ndarray, cand_ids: list[str]) -> dict:
+def _metrics(queries: np.ndarray, query_ids: list[str], cands: np.ndarray, cand_ids: list[str],
+             shift: np.ndarray | None = None) -> dict:
     from xmr.eval import retrieval_metrics
 
     relevant = np.asarray(query_ids)[:, None] == np.asarray(cand_ids)[None, :]
-    m = retrieval_metrics(queries @ cands.T, relevant, ks=(1, 10))
+    scores = queries @ cands.T - (0.0 if shift is None else shift[None, :])
+    m = retrieval_metrics(scores, relevant, ks=(1, 10))
     return {"MRR": m["MRR"], "R@1": m["R@1"], "R@10": m["R@10"], "chance MRR": m["chance"]["MRR"],
             "queries": len(query_ids), "candidates": len(cand_ids)}
 
@@ -242,6 +247,8 @@ def main() -> None:
     parser.add_argument("--max-candidates", type=int, default=None, help="default: the whole split")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", nargs="*", default=[], help="row names to leave out")
+    parser.add_argument("--index", default=None, help="an index folder built by the checkpoint: correct "
+                        "the candidates' scores by its hubness offsets, as its search does")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -289,14 +296,21 @@ def main() -> None:
         cand_aud += [t.vector for t in embed_audio(model, batch)]
     cand_aud = np.stack(cand_aud)
     log("audio embedded")
+    shift = {"image": None, "audio": None}
+    if args.index:
+        from xmr.index import IndexStore
+
+        store = IndexStore.load(args.index, fingerprint=model.fingerprint)
+        shift = {name: store.item_shift(name, ids) for name in shift}
+        log("hubness offsets: " + ", ".join(f"{n} {store.info[n].get('hubness', 'none')}" for n in shift))
 
     def audio_row(name: str, degrade) -> dict:
         vecs = [encode_query(model, audio=degrade(i, waves[i])).vector for i in q_rows]
-        return _metrics(np.stack(vecs), q_ids, cand_img, ids)
+        return _metrics(np.stack(vecs), q_ids, cand_img, ids, shift["image"])
 
     def image_row(name: str, degrade) -> dict:
         vecs = [encode_query(model, image=degrade(i, images[i])).vector for i in q_rows]
-        return _metrics(np.stack(vecs), q_ids, cand_aud, ids)
+        return _metrics(np.stack(vecs), q_ids, cand_aud, ids, shift["audio"])
 
     kbps: list[float] = []
 
@@ -342,7 +356,8 @@ def main() -> None:
 
     print(f"Robustness on split `{args.split}` of {args.manifest}: {len(df)} candidates ({dropped} left "
           f"out: media that could not be rendered), {n_q} queries (seed {args.seed}), checkpoint "
-          f"{args.checkpoint}; {time.time() - t_start:.0f} s")
+          f"{args.checkpoint}, " + (f"hubness offsets of {args.index}" if args.index else "plain cosines")
+          + f"; {time.time() - t_start:.0f} s")
     if kbps:
         print(f"Opus bit rate: {np.mean(kbps):.1f} kbit/s on average")
     print()

@@ -19,7 +19,9 @@ text      ``OUT/text/``                   the same; the projection heads refitte
                                           (``configs/demo-text-refit.yaml`` on top of the
                                           train stage's config; its checkpoint is the result)
 embed     ``OUT/embeddings/``             ``embeddings.json`` is there; else resumes by chunks
-index     ``OUT/index/``                  ``index.json`` is there (``xmr index build``)
+index     ``OUT/index/``                  ``index.json`` is there with the hubness offsets
+                                          (``xmr index build``, then ``xmr index hubness``
+                                          over a bank of ``--hubness-items`` training items)
 report    ``OUT/report/``                 ``report.md`` is there (``scripts/demo_report.py``,
                                           test split, all its candidates)
 ========  ==============================  =================================================
@@ -68,6 +70,7 @@ class Plan:
     workers: int = 2
     nproc: int = 1
     index_factory: str = "SQ8"
+    hubness_items: int = 1200
     allocator: str = "jemalloc"
     progress: bool = True
 
@@ -199,14 +202,24 @@ def embed_run(p: Plan) -> str:
 
 
 def index_done(p: Plan) -> bool:
-    return (p.index / "index.json").is_file()
+    doc = p.index / "index.json"
+    if not doc.is_file():
+        return False
+    indexes = json.loads(doc.read_text())["indexes"]
+    corrected = [name for name in ("audio", "image") if name in indexes]
+    return not p.hubness_items or all("hubness" in indexes[name] for name in corrected)
 
 
 def index_run(p: Plan) -> str:
-    from xmr.index.pipeline import build_indexes
+    from xmr.index.pipeline import add_hubness, build_indexes
 
     store = build_indexes(embeddings=p.embeddings, out=p.index, factory=p.index_factory)
-    return ", ".join(f"{name} {info['count']}" for name, info in store.info.items())
+    if p.hubness_items:
+        targets = [name for name in ("audio", "image") if name in store.names]
+        store = add_hubness(index=p.index, manifest=p.manifest, checkpoint=p.checkpoint, n=p.hubness_items,
+                            targets=targets)
+    return ", ".join(f"{name} {info['count']}" + (" (hubness offsets)" if "hubness" in info else "")
+                     for name, info in store.info.items())
 
 
 def report_done(p: Plan) -> bool:
@@ -347,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
                         "when installed, as it keeps them small; xmr.train.dist.cpu_launch_env)")
     parser.add_argument("--index-factory", default="SQ8", help="FAISS factory of the indexes (default SQ8, "
                         "as the bundled ones; 'auto' chooses by size)")
+    parser.add_argument("--hubness-items", type=int, default=1200, help="training items of the query bank "
+                        "whose hubness offsets correct the audio and image indexes (default 1200; 0: none)")
     parser.add_argument("--install", action="store_true", help="copy the artefacts into checkpoints/demo "
                         "and assets/demo when every stage is complete")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -370,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
                 nproc=args.nproc if args.nproc is not None else 1 if args.gpu else 2,
                 collections=tuple(c for c in args.collections.split(",") if c) if args.collections else None,
-                index_factory=args.index_factory, allocator=args.allocator, progress=not args.no_progress)
+                index_factory=args.index_factory, hubness_items=args.hubness_items, allocator=args.allocator,
+                progress=not args.no_progress)
     rebuild(plan)
     print(sizes(plan))
     if args.install:

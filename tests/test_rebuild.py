@@ -50,8 +50,10 @@ def test_rebuild_runs_every_stage_then_skips_them(tmp_path, capsys):
     assert "total" in first and "checkpoint" in first and "--install" in first
     for path in ("corpus/manifest.parquet", "corpus/views.parquet", "run/checkpoint/model.safetensors",
                  "text/checkpoint/model.safetensors", "embeddings/embeddings.json", "index/index.json",
-                 "index/image.faiss", "report/report.md"):
+                 "index/image.faiss", "index/image.offsets.npy", "index/audio.offsets.npy",
+                 "report/report.md"):
         assert (out / path).is_file(), path
+    assert "(hubness offsets)" in lines["index"]
     config = json.loads((out / "run" / "config.json").read_text())
     assert config["model"]["name"] == "demo-seq-lite" and config["data"]["views"] is True  # the CPU recipe
     assert config["data"]["augment"] == "real"

@@ -36,6 +36,20 @@ def register(sub) -> None:
     b.add_argument("--memory-budget", default=None, help="RAM the indexes may take, e.g. 2G (auto only)")
     b.add_argument("--target-recall", type=float, default=0.95, help="recall@10 vs exact search (0.95)")
     b.set_defaults(func=_index_build)
+    h = isub.add_parser("hubness", help="lower each row's score by how near it lies to queries at large",
+                        description="Give the audio and image indexes of an index folder hubness offsets "
+                        "(CSLS over a bank of training queries: whole and partial audio and scores, "
+                        "captions): search then ranks rows by cosine - beta * offset.")
+    h.add_argument("--index", required=True, help="index folder (rewritten in place)")
+    h.add_argument("--manifest", required=True, help="manifest of the indexed items (the bank's media)")
+    h.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the index's own)")
+    h.add_argument("--split", default="train", help="split of the bank's items (default train)")
+    h.add_argument("-n", type=int, default=1200, help="items in the bank (default 1200)")
+    h.add_argument("-k", type=int, default=30, help="nearest bank queries averaged per row (default 30)")
+    h.add_argument("--beta", type=float, default=1.0, help="weight of the offset (default 1; 0.5 is CSLS)")
+    h.add_argument("--targets", default="audio,image", help="indexes to correct (default audio,image)")
+    h.add_argument("--seed", type=int, default=0)
+    h.set_defaults(func=_index_hubness)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
     p = sub.add_parser("search", help="query an index from the shell",
@@ -86,6 +100,21 @@ def _index_build(args: argparse.Namespace) -> int:
         print(f"{name}: {info['count']} vectors, {info['factory']} ({params}), recall@{info['recall_k']} "
               f"{info['recall']:.3f} on {info['recall_queries']} queries")
     print(f"wrote {args.out}")
+    return 0
+
+
+def _index_hubness(args: argparse.Namespace) -> int:
+    from xmr.index.pipeline import add_hubness
+
+    targets = _csv(args.targets) or []
+    store = add_hubness(index=args.index, manifest=args.manifest, checkpoint=args.checkpoint,
+                        split=args.split, n=args.n, k=args.k, beta=args.beta, targets=targets, seed=args.seed)
+    for name in targets:
+        rec = store.info[name]["hubness"]
+        print(f"{name}: offsets from {rec['bank_queries']} queries of {rec['bank_items']} "
+              f"{rec['bank_split']} items ({', '.join(rec['bank_modalities'])}), k={rec['k']}, "
+              f"beta={rec['beta']:g}")
+    print(f"wrote {args.index}")
     return 0
 
 

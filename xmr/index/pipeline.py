@@ -84,6 +84,63 @@ def build_indexes(
     return store
 
 
+def index_checkpoint(index: str | Path, checkpoint: str | Path | None = None) -> Path:
+    """``checkpoint``, or else the checkpoint folder recorded in ``index/index.json``."""
+    if checkpoint is not None:
+        return Path(checkpoint)
+    index = Path(index)
+    recorded = IndexStore.load(index).extra.get("checkpoint")
+    if not recorded:
+        raise InputError("the index does not record its checkpoint; pass --checkpoint")
+    path = (index / recorded) if not Path(recorded).is_absolute() else Path(recorded)
+    if not path.exists():
+        raise MissingAssetError(f"the index's checkpoint {path} is missing; pass --checkpoint")
+    return path
+
+
+def add_hubness(
+    *,
+    index: str | Path,
+    manifest: str | Path,
+    checkpoint: str | Path | None = None,
+    split: str = "train",
+    n: int = 1200,
+    k: int = 30,
+    beta: float = 1.0,
+    targets: Sequence[str] = ("audio", "image"),
+    seed: int = 0,
+) -> IndexStore:
+    """Give the ``targets`` indexes of an index folder hubness offsets (:mod:`xmr.index.hubness`)
+    from a query bank of ``n`` items of the manifest's ``split``, and save the folder.
+
+    Example:
+        >>> add_hubness(index="runs/index", manifest="data/corpus/manifest.parquet")  # doctest: +SKIP
+    """
+    import xmr
+    from xmr.data.manifest import read_manifest
+    from xmr.index.hubness import bank_for, query_bank, row_offsets
+
+    index = Path(index)
+    model = xmr.load_model(index_checkpoint(index, checkpoint))
+    store = IndexStore.load(index, fingerprint=str(model.fingerprint), mmap=False)
+    df = read_manifest(manifest)
+    rows = df[df["split"] == split] if split else df
+    if not len(rows):
+        raise InputError(f"the manifest has no {split!r} items for the query bank")
+    missing = [t for t in targets if t not in store.names]
+    if missing:
+        raise InputError(f"the index has no {', '.join(missing)} index; it has {', '.join(store.names)}")
+    bank = query_bank(model, rows, n=n, seed=seed)
+    for target in targets:
+        vectors, ids = bank_for(target, bank)
+        rows_x, rows_ids = store.vectors(target)
+        store.set_offsets(target, row_offsets(rows_x, vectors, ids, k=k, row_ids=rows_ids), beta=beta,
+                          k=int(k), bank_queries=len(ids), bank_items=len(set(ids)), bank_split=split,
+                          bank_modalities=sorted(m for m in bank if m != target.split("_")[0]), seed=seed)
+    store.save(index)
+    return store
+
+
 def record_checkpoint(index: str | Path, checkpoint: str | Path) -> None:
     """Record ``checkpoint`` in ``index/index.json`` as the folder whose model embeds its queries
     (relative to the index), e.g. after both were copied elsewhere; the rest of the file is kept."""
@@ -142,15 +199,7 @@ def search(
 
     index = Path(index)
     if model is None:
-        if checkpoint is None:
-            store_peek = IndexStore.load(index)
-            recorded = store_peek.extra.get("checkpoint")
-            if not recorded:
-                raise InputError("the index does not record its checkpoint; pass --checkpoint")
-            checkpoint = (index / recorded) if not Path(recorded).is_absolute() else Path(recorded)
-            if not Path(checkpoint).exists():
-                raise MissingAssetError(f"the index's checkpoint {checkpoint} is missing; pass --checkpoint")
-        model = xmr.load_model(checkpoint)
+        model = xmr.load_model(index_checkpoint(index, checkpoint))
     store = IndexStore.load(index, fingerprint=str(model.fingerprint))
     if store.fingerprint != str(model.fingerprint):  # pragma: no cover - load() already refuses
         raise CheckpointMismatchError(f"index {store.fingerprint} vs model {model.fingerprint}")

@@ -9,6 +9,7 @@ Folder layout (``index.json`` describes everything else)::
     image.faiss  image.parquet
     text.faiss   text.parquet             one row per caption (several per item)
     audio_windows.faiss  audio_windows.parquet   long-audio windows: item id, start, end seconds
+    audio.offsets.npy  image.offsets.npy   optional: each row's hubness offset (xmr.index.hubness)
 
 Metadata rows hold the item ``id``, its ``caption`` (for text rows: the caption of that vector),
 and the manifest's metadata columns (``split``, ``collection``, ...), which search filters use.
@@ -61,7 +62,8 @@ class Hit:
     Attributes:
         item_id: the item id (manifest ``id``).
         modality: the index it was found in (audio, image, text).
-        score: cosine similarity between the query and the matched vector.
+        score: cosine similarity between the query and the matched vector, less ``beta`` times the
+            row's hubness offset where the index has offsets (:mod:`xmr.index.hubness`).
         rank: 1-based rank in this query's result list.
         caption: the matched caption (text) or the item's first caption.
         start: for audio with windows, start (seconds) of the best-matching window of the track.
@@ -109,6 +111,7 @@ class IndexStore:
         self.folder = folder
         self._mmapped = {name: mmapped for name in indexes}
         self._rows_by_id: dict[str, dict[str, np.ndarray]] = {}
+        self._offsets: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ building
 
@@ -236,6 +239,13 @@ class IndexStore:
             tmp = folder / f".{name}.parquet.tmp"
             self._metadata[name].to_parquet(tmp, index=False)
             os.replace(tmp, folder / f"{name}.parquet")
+            offsets = folder / f"{name}.offsets.npy"
+            if name in self._offsets:
+                with open(folder / f".{name}.offsets.tmp", "wb") as fh:
+                    np.save(fh, self._offsets[name])
+                os.replace(folder / f".{name}.offsets.tmp", offsets)
+            elif offsets.exists():
+                offsets.unlink()
         doc = {
             "format": FORMAT,
             "fingerprint": self.fingerprint,
@@ -291,8 +301,15 @@ class IndexStore:
             indexes[name] = faiss.read_index(str(path), flags)
             metadata[name] = pd.read_parquet(folder / f"{name}.parquet")
         extra = {k: v for k, v in doc.items() if k not in ("format", "fingerprint", "dim", "indexes")}
-        return cls(fingerprint=built_by, dim=int(doc["dim"]), indexes=indexes, metadata=metadata,
-                   info=doc["indexes"], extra=extra, folder=folder, mmapped=bool(mmap))
+        store = cls(fingerprint=built_by, dim=int(doc["dim"]), indexes=indexes, metadata=metadata,
+                    info=doc["indexes"], extra=extra, folder=folder, mmapped=bool(mmap))
+        for name, entry in doc["indexes"].items():
+            if "hubness" in entry:
+                path = folder / f"{name}.offsets.npy"
+                if not path.is_file():
+                    raise MissingAssetError(f"offsets file {path} is missing; rerun xmr index hubness")
+                store._offsets[name] = np.load(path)
+        return store
 
     # ------------------------------------------------------------------ inspection
 
@@ -405,6 +422,41 @@ class IndexStore:
             faiss.extract_index_ivf(index).make_direct_map()
             return np.stack([index.reconstruct(int(r)) for r in rows])
 
+    def set_offsets(self, name: str, offsets: np.ndarray | None, *, beta: float = 1.0, **record: Any) -> None:
+        """Give each row of index ``name`` a hubness offset (:func:`xmr.index.hubness.row_offsets`):
+        from then on :meth:`search` ranks its rows by ``cosine - beta * offset``. ``record`` (the
+        bank's size, ``k``...) goes into ``index.json`` with ``beta``; ``None`` removes the offsets."""
+        self._index(name)
+        if offsets is None:
+            self._offsets.pop(name, None)
+            self.info[name].pop("hubness", None)
+            return
+        offsets = np.asarray(offsets, dtype=np.float32).reshape(-1)
+        if len(offsets) != self.count(name) or not np.isfinite(offsets).all():
+            raise InputError(f"the {name} index has {self.count(name)} rows; got {len(offsets)} offsets"
+                             + ("" if np.isfinite(offsets).all() else " (some not finite)"))
+        self._offsets[name] = offsets
+        self.info[name]["hubness"] = {"beta": float(beta), **record}
+
+    def _shift(self, name: str) -> np.ndarray | None:
+        """``beta * offset`` per row of ``name``, or ``None`` without offsets."""
+        if name not in self._offsets:
+            return None
+        return np.float32(self.info[name]["hubness"]["beta"]) * self._offsets[name]
+
+    def item_shift(self, name: str, ids: Sequence[str]) -> np.ndarray:
+        """What :meth:`search` subtracts from the cosine of each item of ``ids`` in index ``name``
+        (``beta * offset`` of its row; 0 for an index without offsets), for scoring the same
+        items outside the store (``bench/``). Raises :class:`InputError` for an item not in it."""
+        shift = self._shift(name)
+        rows = self._rows_of(name)
+        missing = [i for i in ids if str(i) not in rows]
+        if missing:
+            raise InputError(f"{len(missing)} items are not in the {name} index, e.g. {missing[0]}")
+        if shift is None:
+            return np.zeros(len(ids), np.float32)
+        return np.asarray([shift[rows[str(i)][0]] for i in ids], dtype=np.float32)
+
     def search(
         self,
         query_vectors: np.ndarray,
@@ -470,13 +522,26 @@ class IndexStore:
         n = int(self._index(name).ntotal)
         # Several rows per item (captions, windows): fetch deeper, keep each item's best row.
         per_item = max(len(r) for r in self._rows_of(name).values()) if n else 1
-        fetch = min(n if rows is None else len(rows), k * per_item)
+        limit = n if rows is None else len(rows)
+        shift = self._shift(name)
+        fetch = min(limit, k * per_item * (1 if shift is None else 4))
         out = []
         while True:
             scores, labels = self.search_rows(name, q, fetch, rows=rows)
+            bound = None
+            if shift is not None:  # rank by the corrected score; fetch deeper until that is exact
+                valid = labels >= 0
+                scores = np.where(valid, scores - shift[np.maximum(labels, 0)], -np.inf)
+                # a row not fetched has a cosine below the last one fetched
+                bound = np.where(valid[:, -1], scores[:, -1] + shift[np.maximum(labels[:, -1], 0)],
+                                 -np.inf) - shift.min()
+                order = np.argsort(-scores, axis=1, kind="stable")
+                scores, labels = np.take_along_axis(scores, order, 1), np.take_along_axis(labels, order, 1)
             out = [self._collapse(name, meta, s, lab, k) for s, lab in zip(scores, labels, strict=True)]
-            limit = n if rows is None else len(rows)
-            if all(len(h) >= k for h in out) or fetch >= limit:
+            full = all(len(h) >= k for h in out)
+            if bound is not None and full:
+                full = all(h[k - 1].score >= b for h, b in zip(out, bound, strict=True))
+            if full or fetch >= limit:
                 break
             fetch = min(limit, fetch * 4)
         modality = name.split("_")[0]
@@ -563,6 +628,8 @@ class IndexStore:
                 raise InputError(f"items already in the {name} index: {', '.join(dup)}")
         self._materialize(name)
         self._indexes[name].add(x)
+        if name in self._offsets:  # new rows get the mean offset (0) until the offsets are recomputed
+            self._offsets[name] = np.concatenate([self._offsets[name], np.zeros(len(x), np.float32)])
         self._metadata[name] = pd.concat([self._metadata[name], frame], ignore_index=True)
         self._rows_by_id.pop(name, None)
         self.info[name]["count"] = int(self._indexes[name].ntotal)
