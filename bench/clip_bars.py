@@ -102,7 +102,7 @@ def measure(model, df, *, split: str = "test", clip_seconds: float = 4.0, k: int
     if index is not None:
         from xmr.index import IndexStore
 
-        shift = IndexStore.load(index, fingerprint=model.fingerprint).item_shift("image", cand_ids)
+        shift = IndexStore.load(index, fingerprint=model.fingerprint).item_shift("image", cand_ids, "audio")
     position = {i: n for n, i in enumerate(cand_ids)}
     items = clip_items(df, split, clip_seconds, limit)
     spans_of = _span_candidates(model, candidates) if span_candidates else None

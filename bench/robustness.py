@@ -301,7 +301,8 @@ def main() -> None:
         from xmr.index import IndexStore
 
         store = IndexStore.load(args.index, fingerprint=model.fingerprint)
-        shift = {name: store.item_shift(name, ids) for name in shift}
+        shift = {"image": store.item_shift("image", ids, "audio"),  # audio queries on the images
+                 "audio": store.item_shift("audio", ids, "image")}
         log("hubness offsets: " + ", ".join(f"{n} {store.info[n].get('hubness', 'none')}" for n in shift))
 
     def audio_row(name: str, degrade) -> dict:

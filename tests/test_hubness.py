@@ -73,32 +73,40 @@ def test_corrected_search_equals_brute_force_ranking(name, tmp_path):
     store, audio, text = _store(rng)
     vectors = audio if name == "audio" else text
     ids = store.metadata(name)["id"].tolist()
-    offsets = rng.uniform(-0.6, 0.6, len(ids)).astype(np.float32)  # wide: the search must fetch deeper
+    # wide offsets, so that the search must fetch deeper; one array per query modality
+    offsets = {"image": rng.uniform(-0.6, 0.6, len(ids)).astype(np.float32),
+               "text": rng.uniform(-0.6, 0.6, len(ids)).astype(np.float32)}
     store.set_offsets(name, offsets, beta=0.8, k=5)
     queries = _unit(rng, 12)
     split = store.metadata(name)["split"].to_numpy() == "a"
+    fused = (0.25 * offsets["image"] + 0.5 * offsets["text"]) / 1.25  # + 0.5 audio, no offsets here
     for q in queries:
         for filters, keep in ((None, None), ({"split": "a"}, split)):
-            hits = store.search(q, targets=(name,), k=8, filters=filters)[0]
-            expected = _brute(vectors, ids, offsets, 0.8, q, 8, keep)
-            assert [h.item_id for h in hits] == [i for i, _ in expected]
-            np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], atol=1e-5)
-    # the offsets change the ranking (else this test would show nothing)
-    plain = _brute(vectors, ids, np.zeros(len(ids), np.float32), 0.8, queries[0], 8)
-    assert [h.item_id for h in store.search(queries[0], targets=(name,), k=8)[0]] != [i for i, _ in plain]
+            for query, shift in (("image", offsets["image"]), ({"text": 1.0}, offsets["text"]),
+                                 ({"image": -0.25, "text#2": 0.5, "audio": 0.5}, fused)):
+                hits = store.search(q, targets=(name,), k=8, filters=filters, query=query)[0]
+                expected = _brute(vectors, ids, shift, 0.8, q, 8, keep)
+                assert [h.item_id for h in hits] == [i for i, _ in expected]
+                np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], atol=1e-5)
+    # the offsets change the ranking (else this test would show nothing); a query of a modality
+    # without offsets, or none named, ranks by plain cosines
+    plain = [i for i, _ in _brute(vectors, ids, np.zeros(len(ids), np.float32), 0.8, queries[0], 8)]
+    assert [h.item_id for h in store.search(queries[0], targets=(name,), k=8, query="image")[0]] != plain
+    for query in (None, "audio"):
+        assert [h.item_id for h in store.search(queries[0], targets=(name,), k=8, query=query)[0]] == plain
 
     # saved and loaded: the same results; index.json records the correction
     store.save(tmp_path / "idx")
     loaded = IndexStore.load(tmp_path / "idx")
     assert json.loads((tmp_path / "idx" / "index.json").read_text())["indexes"][name]["hubness"] == {
         "beta": 0.8, "k": 5}
-    assert [h.item_id for h in loaded.search(queries[1], targets=(name,), k=8)[0]] == [
-        h.item_id for h in store.search(queries[1], targets=(name,), k=8)[0]]
+    assert [h.item_id for h in loaded.search(queries[1], targets=(name,), k=8, query="text")[0]] == [
+        h.item_id for h in store.search(queries[1], targets=(name,), k=8, query="text")[0]]
     # removed: plain cosine ranking again, and the file goes with the next save
     loaded.set_offsets(name, None)
-    assert [h.item_id for h in loaded.search(queries[0], targets=(name,), k=8)[0]] == [i for i, _ in plain]
+    assert [h.item_id for h in loaded.search(queries[0], targets=(name,), k=8, query="image")[0]] == plain
     loaded.save(tmp_path / "idx")
-    assert not (tmp_path / "idx" / f"{name}.offsets.npy").exists()
+    assert not (tmp_path / "idx" / f"{name}.offsets.npz").exists()
 
 
 def test_added_rows_get_the_mean_offset_and_bad_offsets_are_refused():
@@ -106,23 +114,25 @@ def test_added_rows_get_the_mean_offset_and_bad_offsets_are_refused():
 
     rng = np.random.default_rng(2)
     store, audio, _ = _store(rng)
-    offsets = rng.uniform(-0.3, 0.3, 60).astype(np.float32)
-    store.set_offsets("audio", offsets)
+    store.set_offsets("audio", {"image": rng.uniform(-0.3, 0.3, 60).astype(np.float32)})
     new = _unit(rng, 1)
     store.add("audio", new, pd.DataFrame({"id": ["new"], "caption": [""], "split": ["a"]}))
-    hit = store.search(new[0], targets=("audio",), k=1)[0][0]
+    hit = store.search(new[0], targets=("audio",), k=1, query="image")[0][0]
     assert hit.item_id == "new" and hit.score == pytest.approx(1.0, abs=1e-5)  # offset 0
-    with pytest.raises(InputError, match="61 rows; got 3 offsets"):
-        store.set_offsets("audio", np.zeros(3))
+    assert store.item_shift("audio", ["new"], "image")[0] == 0.0
+    with pytest.raises(InputError, match="61 rows; got 3 image offsets"):
+        store.set_offsets("audio", {"image": np.zeros(3)})
     with pytest.raises(InputError, match="not finite"):
-        store.set_offsets("audio", np.full(61, np.nan))
+        store.set_offsets("audio", {"image": np.full(61, np.nan)})
+    with pytest.raises(InputError, match="unknown query modality"):
+        store.set_offsets("audio", {"video": np.zeros(61)})
 
 
 def test_index_hubness_command_on_a_tiny_corpus(tiny_checkpoint, tiny_corpus, tmp_path, capsys):
     import xmr
     from xmr.cli import main
     from xmr.data.manifest import read_manifest
-    from xmr.index.hubness import bank_for, query_bank
+    from xmr.index.hubness import index_offsets, query_bank
 
     emb, index = tmp_path / "emb", tmp_path / "index"
     assert main(["embed", "--checkpoint", str(tiny_checkpoint), "--manifest", str(tiny_corpus),
@@ -132,21 +142,24 @@ def test_index_hubness_command_on_a_tiny_corpus(tiny_checkpoint, tiny_corpus, tm
     assert main(["index", "hubness", "--index", str(index), "--manifest", str(tiny_corpus), "--split", "",
                  "-n", "6", "-k", "3", "--checkpoint", str(tiny_checkpoint)]) == 0
     out = capsys.readouterr().out
-    assert "audio: offsets from" in out and "image: offsets from" in out
+    assert "audio: offsets for image (12 queries of 6 items), text" in out
+    assert "image: offsets for audio" in out
     store = IndexStore.load(index)
     rec = store.info["image"]["hubness"]
-    assert rec["bank_items"] == 6 and rec["bank_modalities"] == ["audio", "text"] and rec["k"] == 3
+    assert set(rec["banks"]) == {"audio", "text"} and rec["banks"]["audio"]["items"] == 6 and rec["k"] == 3
     assert "hubness" not in store.info["text"]
     # the stored offsets are those of the bank made again with the same seed
     model = xmr.load_model(tiny_checkpoint)
     bank = query_bank(model, read_manifest(tiny_corpus), n=6, seed=0)
-    assert {m: len(ids) for m, (_, ids) in bank.items()}["audio"] == 12  # whole + clip per item
+    assert len(bank["audio"][1]) == 12  # whole + clip per item
     vectors, ids = store.vectors("image")
-    expected = row_offsets(vectors, *bank_for("image", bank), k=3, row_ids=ids)
-    np.testing.assert_allclose(np.load(index / "image.offsets.npy"), expected, atol=1e-4)
-    # a search ranks by the corrected score
+    expected = index_offsets(vectors, ids, "image", bank, k=3)
+    with np.load(index / "image.offsets.npz") as stored:
+        assert sorted(stored.files) == ["audio", "text"]
+        for m in stored.files:
+            np.testing.assert_allclose(stored[m], expected[m], atol=1e-4)
+    # a search ranks by the corrected score of the query's modality, as the command line searches
     q = model.encode("audio", [np.zeros(8000, np.float32) + 0.01])[0]
-    shift = np.load(index / "image.offsets.npy")
-    hits = store.search(q, targets=("image",), k=3)[0]
-    scores = vectors @ (q / np.linalg.norm(q)) - shift
+    hits = store.search(q, targets=("image",), k=3, query="audio")[0]
+    scores = vectors @ (q / np.linalg.norm(q)) - expected["audio"]
     assert [h.item_id for h in hits] == [ids[i] for i in np.argsort(-scores)[:3]]

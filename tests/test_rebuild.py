@@ -50,7 +50,7 @@ def test_rebuild_runs_every_stage_then_skips_them(tmp_path, capsys):
     assert "total" in first and "checkpoint" in first and "--install" in first
     for path in ("corpus/manifest.parquet", "corpus/views.parquet", "run/checkpoint/model.safetensors",
                  "text/checkpoint/model.safetensors", "embeddings/embeddings.json", "index/index.json",
-                 "index/image.faiss", "index/image.offsets.npy", "index/audio.offsets.npy",
+                 "index/image.faiss", "index/image.offsets.npz", "index/audio.offsets.npz",
                  "report/report.md"):
         assert (out / path).is_file(), path
     assert "(hubness offsets)" in lines["index"]

@@ -392,7 +392,8 @@ class RetrievalService:
         k = int(k)
         if not 1 <= k <= self.config.max_k:
             raise InputError(f"k must be between 1 and {self.config.max_k}, got {k}")
-        hits = self.index.search(query.vector, targets=targets, k=k, distinct_items=True)[0]
+        hits = self.index.search(query.vector, targets=targets, k=k, distinct_items=True,
+                                 query=query.weights)[0]
         if query.audio_windows is not None:
             starts = self._query_window_offsets(query, [h.item_id for h in hits], targets)
             for h in hits:
@@ -466,7 +467,8 @@ class RetrievalService:
         depth = min(max(4 * len(item_ids), 20), self.config.max_k * 4)
         best: dict[str, tuple[float, float]] = {}
         wanted = set(item_ids)
-        for w, hits in enumerate(self.index.search(windows, targets=targets, k=depth, distinct_items=True)):
+        found = self.index.search(windows, targets=targets, k=depth, distinct_items=True, query=query.weights)
+        for w, hits in enumerate(found):
             for h in hits:
                 if h.item_id in wanted and (h.item_id not in best or h.score > best[h.item_id][0]):
                     best[h.item_id] = (h.score, float(starts[w]))

@@ -111,9 +111,9 @@ def _index_hubness(args: argparse.Namespace) -> int:
                         split=args.split, n=args.n, k=args.k, beta=args.beta, targets=targets, seed=args.seed)
     for name in targets:
         rec = store.info[name]["hubness"]
-        print(f"{name}: offsets from {rec['bank_queries']} queries of {rec['bank_items']} "
-              f"{rec['bank_split']} items ({', '.join(rec['bank_modalities'])}), k={rec['k']}, "
-              f"beta={rec['beta']:g}")
+        banks = ", ".join(f"{m} ({b['queries']} queries of {b['items']} items)"
+                          for m, b in rec["banks"].items())
+        print(f"{name}: offsets for {banks}, k={rec['k']}, beta={rec['beta']:g}")
     print(f"wrote {args.index}")
     return 0
 

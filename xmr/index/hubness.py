@@ -14,7 +14,10 @@ queries. For a query ``q`` and a row ``c`` of an index:
 Only ``r(c)`` changes the ranking of a query's results (CSLS's query term is the same for every
 row; ``beta = 1/2`` is CSLS itself), so it is computed once per row when the index is built and
 stored with it (:meth:`xmr.index.IndexStore.set_offsets`); centring keeps the corrected scores on
-the cosine scale, so that results merged over several indexes stay comparable.
+the cosine scale, so that results merged over several indexes stay comparable. A row is near
+different queries in each modality (a score image may be a hub for captions and not for clips),
+so each index keeps one offset per query modality, from that modality's bank queries, and a
+search uses those of its query's modalities.
 
 The bank (:func:`query_bank`) holds the queries a visitor sends, made from training items: each
 item's whole audio and a clip of a few seconds, its whole score image and a run of about half its
@@ -23,7 +26,7 @@ the training items does not lower them for matching themselves.
 
 Example:
     >>> bank = query_bank(model, manifest_rows, n=1200)  # doctest: +SKIP
-    >>> offsets = row_offsets(image_vectors, *bank_for("image", bank), row_ids=image_ids)  # doctest: +SKIP
+    >>> offsets = row_offsets(image_vectors, *bank["audio"], row_ids=image_ids)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import numpy as np
 from xmr.errors import InputError
 from xmr.index.ann import normalize
 
-# The query modalities whose bank queries correct each target index (every other base modality).
+# The query modalities for which each index gets offsets (every other base modality).
 BANK_OF = {"audio": ("image", "text"), "image": ("audio", "text"), "text": ("audio", "image")}
 
 
@@ -83,13 +86,16 @@ def row_offsets(vectors: np.ndarray, bank: np.ndarray, bank_ids: Sequence[str], 
     return (r - r.mean()).astype(np.float32)
 
 
-def bank_for(target: str, bank: Mapping[str, tuple[np.ndarray, list[str]]]) -> tuple[np.ndarray, list[str]]:
-    """The bank queries that correct the ``target`` index: those of the other modalities."""
+def index_offsets(vectors: np.ndarray, row_ids: Sequence[str], target: str,
+                  bank: Mapping[str, tuple[np.ndarray, list[str]]], *, k: int = 30) -> dict[str, np.ndarray]:
+    """The ``target`` index's offsets for each query modality of the bank that queries it
+    (:data:`BANK_OF`): ``{modality: (N,) offsets}``."""
     base = target.split("_")[0]
-    parts = [bank[m] for m in BANK_OF.get(base, ()) if m in bank and len(bank[m][0])]
-    if not parts:
+    out = {m: row_offsets(vectors, *bank[m], k=k, row_ids=row_ids)
+           for m in BANK_OF.get(base, ()) if m in bank and len(bank[m][0])}
+    if not out:
         raise InputError(f"the query bank has no queries for the {target} index")
-    return np.concatenate([v for v, _ in parts]), [i for _, ids in parts for i in ids]
+    return out
 
 
 def query_bank(model: Any, rows: Any, *, n: int = 1200, seed: int = 0,

@@ -118,7 +118,7 @@ def add_hubness(
     """
     import xmr
     from xmr.data.manifest import read_manifest
-    from xmr.index.hubness import bank_for, query_bank, row_offsets
+    from xmr.index.hubness import index_offsets, query_bank
 
     index = Path(index)
     model = xmr.load_model(index_checkpoint(index, checkpoint))
@@ -132,11 +132,10 @@ def add_hubness(
         raise InputError(f"the index has no {', '.join(missing)} index; it has {', '.join(store.names)}")
     bank = query_bank(model, rows, n=n, seed=seed)
     for target in targets:
-        vectors, ids = bank_for(target, bank)
-        rows_x, rows_ids = store.vectors(target)
-        store.set_offsets(target, row_offsets(rows_x, vectors, ids, k=k, row_ids=rows_ids), beta=beta,
-                          k=int(k), bank_queries=len(ids), bank_items=len(set(ids)), bank_split=split,
-                          bank_modalities=sorted(m for m in bank if m != target.split("_")[0]), seed=seed)
+        offsets = index_offsets(*store.vectors(target), target, bank, k=k)
+        store.set_offsets(target, offsets, beta=beta, k=int(k), bank_split=split, seed=seed,
+                          banks={m: {"queries": len(bank[m][1]), "items": len(set(bank[m][1]))}
+                                 for m in offsets})
     store.save(index)
     return store
 
@@ -210,7 +209,7 @@ def search(
     unknown = [t for t in targets if t not in (*MODALITIES, "audio_windows")]
     if unknown:
         raise InputError(f"unknown target {', '.join(unknown)}; choose from audio, image, text")
-    hits = store.search(query.vector, targets=targets, k=k, filters=filters)[0]
+    hits = store.search(query.vector, targets=targets, k=k, filters=filters, query=query.weights)[0]
     if manifest is not None and query.bar_query() is not None:
         locate_hit_bars(model, query, hits, manifest)
     return hits

@@ -9,7 +9,8 @@ Folder layout (``index.json`` describes everything else)::
     image.faiss  image.parquet
     text.faiss   text.parquet             one row per caption (several per item)
     audio_windows.faiss  audio_windows.parquet   long-audio windows: item id, start, end seconds
-    audio.offsets.npy  image.offsets.npy   optional: each row's hubness offset (xmr.index.hubness)
+    audio.offsets.npz  image.offsets.npz   optional: each row's hubness offsets, one array per
+                                          query modality (xmr.index.hubness)
 
 Metadata rows hold the item ``id``, its ``caption`` (for text rows: the caption of that vector),
 and the manifest's metadata columns (``split``, ``collection``, ...), which search filters use.
@@ -63,7 +64,8 @@ class Hit:
         item_id: the item id (manifest ``id``).
         modality: the index it was found in (audio, image, text).
         score: cosine similarity between the query and the matched vector, less ``beta`` times the
-            row's hubness offset where the index has offsets (:mod:`xmr.index.hubness`).
+            row's hubness offset for the query's modalities where the index has offsets
+            (:mod:`xmr.index.hubness`).
         rank: 1-based rank in this query's result list.
         caption: the matched caption (text) or the item's first caption.
         start: for audio with windows, start (seconds) of the best-matching window of the track.
@@ -111,7 +113,7 @@ class IndexStore:
         self.folder = folder
         self._mmapped = {name: mmapped for name in indexes}
         self._rows_by_id: dict[str, dict[str, np.ndarray]] = {}
-        self._offsets: dict[str, np.ndarray] = {}
+        self._offsets: dict[str, dict[str, np.ndarray]] = {}  # index -> query modality -> (N,)
 
     # ------------------------------------------------------------------ building
 
@@ -239,10 +241,10 @@ class IndexStore:
             tmp = folder / f".{name}.parquet.tmp"
             self._metadata[name].to_parquet(tmp, index=False)
             os.replace(tmp, folder / f"{name}.parquet")
-            offsets = folder / f"{name}.offsets.npy"
+            offsets = folder / f"{name}.offsets.npz"
             if name in self._offsets:
                 with open(folder / f".{name}.offsets.tmp", "wb") as fh:
-                    np.save(fh, self._offsets[name])
+                    np.savez(fh, **self._offsets[name])
                 os.replace(folder / f".{name}.offsets.tmp", offsets)
             elif offsets.exists():
                 offsets.unlink()
@@ -305,10 +307,11 @@ class IndexStore:
                     info=doc["indexes"], extra=extra, folder=folder, mmapped=bool(mmap))
         for name, entry in doc["indexes"].items():
             if "hubness" in entry:
-                path = folder / f"{name}.offsets.npy"
+                path = folder / f"{name}.offsets.npz"
                 if not path.is_file():
                     raise MissingAssetError(f"offsets file {path} is missing; rerun xmr index hubness")
-                store._offsets[name] = np.load(path)
+                with np.load(path) as arrays:
+                    store._offsets[name] = {m: arrays[m] for m in arrays.files}
         return store
 
     # ------------------------------------------------------------------ inspection
@@ -422,37 +425,56 @@ class IndexStore:
             faiss.extract_index_ivf(index).make_direct_map()
             return np.stack([index.reconstruct(int(r)) for r in rows])
 
-    def set_offsets(self, name: str, offsets: np.ndarray | None, *, beta: float = 1.0, **record: Any) -> None:
-        """Give each row of index ``name`` a hubness offset (:func:`xmr.index.hubness.row_offsets`):
-        from then on :meth:`search` ranks its rows by ``cosine - beta * offset``. ``record`` (the
-        bank's size, ``k``...) goes into ``index.json`` with ``beta``; ``None`` removes the offsets."""
+    def set_offsets(self, name: str, offsets: Mapping[str, np.ndarray] | None, *, beta: float = 1.0,
+                    **record: Any) -> None:
+        """Give each row of index ``name`` hubness offsets (:func:`xmr.index.hubness.row_offsets`),
+        one array per query modality: from then on :meth:`search` ranks its rows for a query of
+        that modality by ``cosine - beta * offset``. ``record`` (the banks' sizes, ``k``...) goes
+        into ``index.json`` with ``beta``; ``None`` removes the offsets."""
         self._index(name)
         if offsets is None:
             self._offsets.pop(name, None)
             self.info[name].pop("hubness", None)
             return
-        offsets = np.asarray(offsets, dtype=np.float32).reshape(-1)
-        if len(offsets) != self.count(name) or not np.isfinite(offsets).all():
-            raise InputError(f"the {name} index has {self.count(name)} rows; got {len(offsets)} offsets"
-                             + ("" if np.isfinite(offsets).all() else " (some not finite)"))
-        self._offsets[name] = offsets
+        arrays = {}
+        for modality, values in offsets.items():
+            if modality not in MODALITIES:
+                raise InputError(f"offsets for an unknown query modality {modality!r}")
+            values = np.asarray(values, dtype=np.float32).reshape(-1)
+            if len(values) != self.count(name) or not np.isfinite(values).all():
+                bad = "" if np.isfinite(values).all() else " (some not finite)"
+                raise InputError(f"the {name} index has {self.count(name)} rows; "
+                                 f"got {len(values)} {modality} offsets{bad}")
+            arrays[modality] = values
+        self._offsets[name] = arrays
         self.info[name]["hubness"] = {"beta": float(beta), **record}
 
-    def _shift(self, name: str) -> np.ndarray | None:
-        """``beta * offset`` per row of ``name``, or ``None`` without offsets."""
-        if name not in self._offsets:
+    def _shift(self, name: str, query: Mapping[str, float] | None) -> np.ndarray | None:
+        """``beta`` times the rows' offsets for a query of modalities ``query`` (modality ->
+        weight; their offsets averaged by the weights' sizes, 0 for a modality without offsets
+        here), or ``None`` when nothing is corrected."""
+        offsets = self._offsets.get(name)
+        if not offsets or not query:
             return None
-        return np.float32(self.info[name]["hubness"]["beta"]) * self._offsets[name]
+        weights = {m.split("#")[0]: 0.0 for m in query}
+        for m, w in query.items():
+            weights[m.split("#")[0]] += abs(float(w))
+        total = sum(weights.values())
+        if not total or not any(m in offsets for m in weights):
+            return None
+        mean = sum(w * offsets[m] for m, w in weights.items() if m in offsets) / total
+        return (np.float32(self.info[name]["hubness"]["beta"]) * mean).astype(np.float32)
 
-    def item_shift(self, name: str, ids: Sequence[str]) -> np.ndarray:
+    def item_shift(self, name: str, ids: Sequence[str], modality: str) -> np.ndarray:
         """What :meth:`search` subtracts from the cosine of each item of ``ids`` in index ``name``
-        (``beta * offset`` of its row; 0 for an index without offsets), for scoring the same
-        items outside the store (``bench/``). Raises :class:`InputError` for an item not in it."""
-        shift = self._shift(name)
+        for a query of ``modality`` (``beta * offset`` of its row; 0 without offsets), for scoring
+        the same items outside the store (``bench/``). Raises :class:`InputError` for an item not
+        in the index."""
         rows = self._rows_of(name)
         missing = [i for i in ids if str(i) not in rows]
         if missing:
             raise InputError(f"{len(missing)} items are not in the {name} index, e.g. {missing[0]}")
+        shift = self._shift(name, {modality: 1.0})
         if shift is None:
             return np.zeros(len(ids), np.float32)
         return np.asarray([shift[rows[str(i)][0]] for i in ids], dtype=np.float32)
@@ -465,6 +487,7 @@ class IndexStore:
         filters: Mapping[str, Any] | None = None,
         *,
         distinct_items: bool = True,
+        query: Mapping[str, float] | Sequence[str] | None = None,
     ) -> list[list[Hit]]:
         """The ``k`` best distinct items per query over the target modalities, best first.
 
@@ -483,6 +506,10 @@ class IndexStore:
             k: results per query.
             filters: metadata filters, e.g. ``{"split": "test", "collection": ["a", "b"]}``.
             distinct_items: list each item once over all targets (``False``: once per target).
+            query: the modalities the query vectors were made from (or modality -> fusion weight,
+                :attr:`EncodedQuery.weights <xmr.index.query.EncodedQuery>`): indexes with hubness
+                offsets for them rank by the corrected score (:mod:`xmr.index.hubness`);
+                ``None``: plain cosines.
 
         Returns one list of :class:`Hit` per query.
 
@@ -497,12 +524,15 @@ class IndexStore:
             targets = [t.strip() for t in targets.split(",") if t.strip()]
         if not targets:
             raise InputError("choose at least one target modality to search in")
+        if isinstance(query, str):
+            query = [query]
+        weights = dict(query) if isinstance(query, Mapping) else {m: 1.0 for m in query or ()}
         results: list[list[Hit]] = [[] for _ in range(len(q))]
         for name in dict.fromkeys(targets):
             self._index(name)
             # k per target suffices even when merging: an item among the k best overall is among
             # the k best of the target where it scores highest
-            for qi, hits in enumerate(self._search_one(name, q, k, filters)):
+            for qi, hits in enumerate(self._search_one(name, q, k, filters, weights)):
                 results[qi] += hits
         out = []
         for hits in results:
@@ -516,14 +546,15 @@ class IndexStore:
             out.append(hits)
         return out
 
-    def _search_one(self, name: str, q: np.ndarray, k: int, filters) -> list[list[Hit]]:
+    def _search_one(self, name: str, q: np.ndarray, k: int, filters,
+                    query: Mapping[str, float] | None = None) -> list[list[Hit]]:
         rows = self.allowed_rows(name, filters)
         meta = self._metadata[name]
         n = int(self._index(name).ntotal)
         # Several rows per item (captions, windows): fetch deeper, keep each item's best row.
         per_item = max(len(r) for r in self._rows_of(name).values()) if n else 1
         limit = n if rows is None else len(rows)
-        shift = self._shift(name)
+        shift = self._shift(name, query)
         fetch = min(limit, k * per_item * (1 if shift is None else 4))
         out = []
         while True:
@@ -629,7 +660,8 @@ class IndexStore:
         self._materialize(name)
         self._indexes[name].add(x)
         if name in self._offsets:  # new rows get the mean offset (0) until the offsets are recomputed
-            self._offsets[name] = np.concatenate([self._offsets[name], np.zeros(len(x), np.float32)])
+            self._offsets[name] = {m: np.concatenate([v, np.zeros(len(x), np.float32)])
+                                   for m, v in self._offsets[name].items()}
         self._metadata[name] = pd.concat([self._metadata[name], frame], ignore_index=True)
         self._rows_by_id.pop(name, None)
         self.info[name]["count"] = int(self._indexes[name].ntotal)
