@@ -113,6 +113,7 @@ class IndexStore:
         self.folder = folder
         self._mmapped = {name: mmapped for name in indexes}
         self._rows_by_id: dict[str, dict[str, np.ndarray]] = {}
+        self._id_cache: dict[str, np.ndarray] = {}
         self._offsets: dict[str, dict[str, np.ndarray]] = {}  # index -> query modality -> (N,)
 
     # ------------------------------------------------------------------ building
@@ -568,13 +569,16 @@ class IndexStore:
                                  -np.inf) - shift.min()
                 order = np.argsort(-scores, axis=1, kind="stable")
                 scores, labels = np.take_along_axis(scores, order, 1), np.take_along_axis(labels, order, 1)
-            out = [self._collapse(name, meta, s, lab, k) for s, lab in zip(scores, labels, strict=True)]
-            full = all(len(h) >= k for h in out)
+            ids = self._ids(name)
+            firsts = [self._first_rows(ids, lab, k) for lab in labels]  # each item's best row
+            full = all(len(f) >= k for f in firsts)
             if bound is not None and full:
-                full = all(h[k - 1].score >= b for h, b in zip(out, bound, strict=True))
+                full = all(sc[f[k - 1]] >= b for sc, f, b in zip(scores, firsts, bound, strict=True))
             if full or fetch >= limit:
                 break
             fetch = min(limit, fetch * 4)
+        out = [self._collapse(name, meta, sc[f], lab[f])
+               for sc, lab, f in zip(scores, labels, firsts, strict=True)]
         modality = name.split("_")[0]
         if modality == "audio" and self.has_windows() and name != WINDOWS:
             self._attach_windows(q, out)
@@ -583,28 +587,40 @@ class IndexStore:
                 h.modality = modality
         return out
 
-    def _collapse(self, name: str, meta, scores, labels, k: int) -> list[Hit]:
+    def _ids(self, name: str) -> np.ndarray:
+        """The item id of every row of ``name`` (kept until the index grows)."""
+        if name not in self._id_cache:
+            self._id_cache[name] = self._metadata[name]["id"].astype(str).to_numpy()
+        return self._id_cache[name]
+
+    @staticmethod
+    def _first_rows(ids: np.ndarray, labels: np.ndarray, k: int) -> list[int]:
+        """Positions in ``labels`` (best first) of the first row of each item, at most ``k``."""
         seen: set[str] = set()
+        out = []
+        for pos, lab in enumerate(labels):
+            if lab < 0 or ids[lab] in seen:
+                continue
+            seen.add(ids[lab])
+            out.append(pos)
+            if len(out) >= k:
+                break
+        return out
+
+    def _collapse(self, name: str, meta, scores, labels) -> list[Hit]:
+        """One :class:`Hit` per row of ``labels`` (rows of distinct items, best first)."""
         hits = []
-        ids = meta["id"].to_numpy()
-        captions = meta["caption"].to_numpy()
+        ids = self._ids(name)
         has_time = "start" in meta.columns
         for s, lab in zip(scores, labels, strict=True):
-            if lab < 0:
-                continue
-            item = str(ids[lab])
-            if item in seen:
-                continue
-            seen.add(item)
             row = meta.iloc[int(lab)]
             hits.append(Hit(
-                item_id=item, modality=name, score=float(s), caption=str(captions[lab]), row=int(lab),
+                item_id=str(ids[lab]), modality=name, score=float(s), caption=str(row["caption"]),
+                row=int(lab),
                 start=float(row["start"]) if has_time else None,
                 end=float(row["end"]) if has_time and "end" in meta.columns else None,
                 metadata={c: to_jsonable(row[c]) for c in meta.columns if c not in ("id", "caption")},
             ))
-            if len(hits) >= k:
-                break
         return hits
 
     def _attach_windows(self, q: np.ndarray, results: list[list[Hit]]) -> None:
@@ -664,5 +680,6 @@ class IndexStore:
                                    for m, v in self._offsets[name].items()}
         self._metadata[name] = pd.concat([self._metadata[name], frame], ignore_index=True)
         self._rows_by_id.pop(name, None)
+        self._id_cache.pop(name, None)
         self.info[name]["count"] = int(self._indexes[name].ntotal)
         self.info[name]["items"] = int(self._metadata[name]["id"].nunique())
