@@ -4,15 +4,14 @@ and the ones after it."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from fixtures_corpus import TINY_COLLECTIONS
 from safetensors.torch import load_file
+from scripts_tiny import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["train.steps=2", "data.batch_size=4", "train.eval_every=0", "train.ckpt_every=0",
@@ -21,11 +20,7 @@ TINY_TEXT = ["train.steps=2", "data.batch_size=4", "train.ckpt_every=0", "train.
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("rebuild_demo", ROOT / "scripts" / "rebuild_demo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("rebuild_demo")
 
 
 def _stage_lines(text: str) -> dict[str, str]:

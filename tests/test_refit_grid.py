@@ -3,22 +3,13 @@ model gives alone, and models with other towers never share an entry."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
+from scripts_tiny import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("refit_grid", ROOT / "scripts" / "refit_grid.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("refit_grid")
 
 
 def _inputs():
