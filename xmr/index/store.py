@@ -557,19 +557,17 @@ class IndexStore:
         limit = n if rows is None else len(rows)
         shift = self._shift(name, query)
         fetch = min(limit, k * per_item * (1 if shift is None else 4))
-        out = []
+        ids = self._ids(name)
         while True:
             scores, labels = self.search_rows(name, q, fetch, rows=rows)
             bound = None
             if shift is not None:  # rank by the corrected score; fetch deeper until that is exact
                 valid = labels >= 0
-                scores = np.where(valid, scores - shift[np.maximum(labels, 0)], -np.inf)
                 # a row not fetched has a cosine below the last one fetched
-                bound = np.where(valid[:, -1], scores[:, -1] + shift[np.maximum(labels[:, -1], 0)],
-                                 -np.inf) - shift.min()
+                bound = np.where(valid[:, -1], scores[:, -1], -np.inf) - shift.min()
+                scores = np.where(valid, scores - shift[np.maximum(labels, 0)], -np.inf)
                 order = np.argsort(-scores, axis=1, kind="stable")
                 scores, labels = np.take_along_axis(scores, order, 1), np.take_along_axis(labels, order, 1)
-            ids = self._ids(name)
             firsts = [self._first_rows(ids, lab, k) for lab in labels]  # each item's best row
             full = all(len(f) >= k for f in firsts)
             if bound is not None and full:
