@@ -101,8 +101,10 @@ def measure(model, df, *, split: str = "test", clip_seconds: float = 4.0, k: int
     shift = np.zeros(len(cand_ids), np.float32)
     if index is not None:
         from xmr.index import IndexStore
+        from xmr.index.hubness import bank_key
 
-        shift = IndexStore.load(index, fingerprint=model.fingerprint).item_shift("image", cand_ids, "audio")
+        store = IndexStore.load(index, fingerprint=model.fingerprint)
+        shift = store.item_shift("image", cand_ids, bank_key("audio", clip_seconds))  # as the app ranks
     position = {i: n for n, i in enumerate(cand_ids)}
     items = clip_items(df, split, clip_seconds, limit)
     spans_of = _span_candidates(model, candidates) if span_candidates else None

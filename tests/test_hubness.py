@@ -109,6 +109,41 @@ def test_corrected_search_equals_brute_force_ranking(name, tmp_path):
     assert not (tmp_path / "idx" / f"{name}.offsets.npz").exists()
 
 
+def test_a_short_clip_is_ranked_with_the_clip_banks_offsets(tmp_path):
+    from xmr.index.hubness import PART_SECONDS, bank_key
+    from xmr.index.query import EncodedQuery
+
+    rng = np.random.default_rng(3)
+    store, _, text = _store(rng)
+    ids = store.metadata("text")["id"].tolist()
+    whole, part = (rng.uniform(-0.6, 0.6, len(ids)).astype(np.float32) for _ in range(2))
+    store.set_offsets("text", {"audio": whole, "audio:part": part})
+    store.save(tmp_path / "idx")
+    store = IndexStore.load(tmp_path / "idx")
+    q = _unit(rng, 1)[0]
+    for query, shift in (({"audio": 1.0}, whole), ({"audio:part": 1.0}, part),
+                         ({"audio:part": 1.0, "image": 1.0}, part / 2)):  # no image offsets here
+        hits = store.search(q, targets=("text",), k=8, query=query)[0]
+        assert [h.item_id for h in hits] == [i for i, _ in _brute(text, ids, shift, 1.0, q, 8)]
+    assert [h.item_id for h in store.search(q, targets=("text",), k=8, query={"audio": 1.0})[0]] != [
+        h.item_id for h in store.search(q, targets=("text",), k=8, query={"audio:part": 1.0})[0]]
+    # an index without the clip bank ranks a clip with its modality's offsets
+    store.set_offsets("text", {"audio": whole})
+    hits = store.search(q, targets=("text",), k=8, query={"audio:part": 1.0})[0]
+    assert [h.item_id for h in hits] == [i for i, _ in _brute(text, ids, whole, 1.0, q, 8)]
+
+    # which bank a query names: a clip of at most PART_SECONDS is a part, a longer one whole
+    assert bank_key("audio", PART_SECONDS) == "audio:part" and bank_key("audio", 8.0) == "audio"
+    assert bank_key("image", 1.0) == "image" and bank_key("audio") == "audio"
+
+    def query(seconds, **weights):
+        return EncodedQuery(vector=q, parts={m: q for m in weights}, weights=weights, audio_seconds=seconds)
+
+    assert query(4.0, audio=1.0, text=0.5).banks == {"audio:part": 1.0, "text": 0.5}
+    assert query(30.0, audio=1.0).banks == {"audio": 1.0}
+    assert query(None, audio=1.0, text=1.0).banks == {"audio": 1.0, "text": 1.0}
+
+
 def test_added_rows_get_the_mean_offset_and_bad_offsets_are_refused():
     from xmr.errors import InputError
 
@@ -133,6 +168,7 @@ def test_index_hubness_command_on_a_tiny_corpus(tiny_checkpoint, tiny_corpus, tm
     from xmr.cli import main
     from xmr.data.manifest import read_manifest
     from xmr.index.hubness import index_offsets, query_bank
+    from xmr.index.query import encode_query
 
     emb, index = tmp_path / "emb", tmp_path / "index"
     assert main(["embed", "--checkpoint", str(tiny_checkpoint), "--manifest", str(tiny_corpus),
@@ -143,19 +179,30 @@ def test_index_hubness_command_on_a_tiny_corpus(tiny_checkpoint, tiny_corpus, tm
                  "-n", "6", "-k", "3", "--checkpoint", str(tiny_checkpoint)]) == 0
     out = capsys.readouterr().out
     assert "audio: offsets for image (12 queries of 6 items), text" in out
-    assert "image: offsets for audio" in out
+    assert "image: offsets for audio (12 queries of 6 items), audio:part (6 queries of 6 items), text" in out
     store = IndexStore.load(index)
     rec = store.info["image"]["hubness"]
-    assert set(rec["banks"]) == {"audio", "text"} and rec["banks"]["audio"]["items"] == 6 and rec["k"] == 3
+    assert set(rec["banks"]) == {"audio", "audio:part", "text"} and rec["banks"]["audio"]["items"] == 6
+    assert rec["k"] == 3
     assert "hubness" not in store.info["text"]
     # the stored offsets are those of the bank made again with the same seed
     model = xmr.load_model(tiny_checkpoint)
-    bank = query_bank(model, read_manifest(tiny_corpus), n=6, seed=0)
+    rows = read_manifest(tiny_corpus)
+    bank = query_bank(model, rows, n=6, seed=0, batch_size=4)  # two batches
     assert len(bank["audio"][1]) == 12  # whole + clip per item
+    # the clips alone are the partial bank; each vector is what the one query path gives alone
+    np.testing.assert_array_equal(bank["audio:part"][0], bank["audio"][0][1::2])
+    assert bank["audio:part"][1] == bank["audio"][1][1::2]
+    by_id = rows.set_index(rows["id"].astype(str))
+    for n, item in enumerate(bank["audio"][1][::2]):
+        alone = encode_query(model, audio=by_id.loc[item, "audio"]).vector
+        np.testing.assert_allclose(bank["audio"][0][2 * n], alone, atol=1e-5)
+        alone = encode_query(model, image=by_id.loc[item, "image"]).vector
+        np.testing.assert_allclose(bank["image"][0][2 * n], alone, atol=1e-5)
     vectors, ids = store.vectors("image")
     expected = index_offsets(vectors, ids, "image", bank, k=3)
     with np.load(index / "image.offsets.npz") as stored:
-        assert sorted(stored.files) == ["audio", "text"]
+        assert sorted(stored.files) == ["audio", "audio:part", "text"]
         for m in stored.files:
             np.testing.assert_allclose(stored[m], expected[m], atol=1e-4)
     # a search ranks by the corrected score of the query's modality, as the command line searches

@@ -393,7 +393,7 @@ class RetrievalService:
         if not 1 <= k <= self.config.max_k:
             raise InputError(f"k must be between 1 and {self.config.max_k}, got {k}")
         hits = self.index.search(query.vector, targets=targets, k=k, distinct_items=True,
-                                 query=query.weights)[0]
+                                 query=query.banks)[0]
         if query.audio_windows is not None:
             starts = self._query_window_offsets(query, [h.item_id for h in hits], targets)
             for h in hits:

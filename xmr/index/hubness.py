@@ -22,7 +22,10 @@ search uses those of its query's modalities.
 The bank (:func:`query_bank`) holds the queries a visitor sends, made from training items: each
 item's whole audio and a clip of a few seconds, its whole score image and a run of about half its
 bars, and its captions. A row is never scored against its own item's bank queries, so indexing
-the training items does not lower them for matching themselves.
+the training items does not lower them for matching themselves. The clips alone form one more
+bank, ``"audio:part"`` (:func:`bank_key`): a short clip is near other rows than a whole excerpt
+is, and querybank normalisation works best with a bank drawn like the query (Bogolin et al.,
+Sec. 4), so an audio query of at most :data:`PART_SECONDS` is ranked with those offsets.
 
 Example:
     >>> bank = query_bank(model, manifest_rows, n=1200)  # doctest: +SKIP
@@ -41,6 +44,16 @@ from xmr.index.ann import normalize
 
 # The query modalities for which each index gets offsets (every other base modality).
 BANK_OF = {"audio": ("image", "text"), "image": ("audio", "text"), "text": ("audio", "image")}
+PART = ":part"  # the suffix of a bank of partial queries: "audio:part", the clips
+PART_SECONDS = 6.0  # the longest audio query ranked with the clips' offsets (the bank's clips: 3-6 s)
+
+
+def bank_key(modality: str, seconds: float | None = None) -> str:
+    """The bank whose offsets rank a query input of ``modality``: ``"audio:part"`` for a clip of
+    at most :data:`PART_SECONDS` seconds, else the modality itself (``"audio#2"`` stays as it is)."""
+    if modality == "audio" and seconds is not None and seconds <= PART_SECONDS:
+        return modality + PART
+    return modality
 
 
 def row_offsets(vectors: np.ndarray, bank: np.ndarray, bank_ids: Sequence[str], *, k: int = 30,
@@ -88,31 +101,34 @@ def row_offsets(vectors: np.ndarray, bank: np.ndarray, bank_ids: Sequence[str], 
 
 def index_offsets(vectors: np.ndarray, row_ids: Sequence[str], target: str,
                   bank: Mapping[str, tuple[np.ndarray, list[str]]], *, k: int = 30) -> dict[str, np.ndarray]:
-    """The ``target`` index's offsets for each query modality of the bank that queries it
-    (:data:`BANK_OF`): ``{modality: (N,) offsets}``."""
+    """The ``target`` index's offsets for each bank of a query modality that queries it
+    (:data:`BANK_OF`; ``"audio"`` and ``"audio:part"`` both query the images): ``{bank: (N,) offsets}``."""
     base = target.split("_")[0]
     out = {m: row_offsets(vectors, *bank[m], k=k, row_ids=row_ids)
-           for m in BANK_OF.get(base, ()) if m in bank and len(bank[m][0])}
+           for m in bank if m.split(":")[0] in BANK_OF.get(base, ()) and len(bank[m][0])}
     if not out:
         raise InputError(f"the query bank has no queries for the {target} index")
     return out
 
 
 def query_bank(model: Any, rows: Any, *, n: int = 1200, seed: int = 0,
-               clip_seconds: tuple[float, float] = (3.0, 6.0)) -> dict[str, tuple[np.ndarray, list[str]]]:
-    """Query vectors of a seeded sample of ``n`` manifest rows (training items), per modality.
+               clip_seconds: tuple[float, float] = (3.0, 6.0), batch_size: int = 32
+               ) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Query vectors of a seeded sample of ``n`` manifest rows (training items), per bank.
 
     For each item, as the model has the modality and the item the media: its whole audio
     (windowed as indexed tracks are) and a clip of ``clip_seconds`` (drawn uniformly) at a random
     offset; its score image whole and cut to a run of about half its bars (its bar alignment;
     without one, the left or right half); its captions (the manifest's ``caption`` list, as
-    :func:`~xmr.data.manifest.read_manifest` reads it).
+    :func:`~xmr.data.manifest.read_manifest` reads it). The banks are the modalities, and
+    ``"audio:part"``: the clips alone. Items are embedded ``batch_size`` at a time, each vector as
+    :func:`~xmr.index.query.encode_query` would embed it alone.
 
-    Returns ``{modality: ((M, D) vectors, M item ids)}``.
+    Returns ``{bank: ((M, D) vectors, M item ids)}``.
     """
     from xmr.data.manifest import bar_alignment
     from xmr.index.bars import crop_bars
-    from xmr.index.query import embed_audio, encode_query
+    from xmr.index.query import embed_audio
     from xmr.media.audio import load_audio
     from xmr.media.image import load_image
 
@@ -120,34 +136,54 @@ def query_bank(model: Any, rows: Any, *, n: int = 1200, seed: int = 0,
     rows = rows.reset_index(drop=True)
     pick = rows.iloc[np.sort(rng.choice(len(rows), min(int(n), len(rows)), replace=False))]
     sr = int(model.sample_rate)
-    out: dict[str, tuple[list, list[str]]] = {m: ([], []) for m in model.modalities}
-    for _, row in pick.iterrows():
-        item = str(row["id"])
-        if "audio" in out and isinstance(row.get("audio"), str):
-            wave = load_audio(row["audio"], sample_rate=sr)
-            n_clip = int(rng.uniform(*clip_seconds) * sr)
-            start = int(rng.integers(0, max(len(wave) - n_clip, 0) + 1))
-            vectors = [embed_audio(model, [wave])[0].vector,
-                       encode_query(model, audio=wave[start:start + n_clip]).vector]
-            out["audio"][0].extend(vectors)
-            out["audio"][1].extend([item] * 2)
-        if "image" in out and isinstance(row.get("image"), str):
-            image = load_image(row["image"])
-            bars = bar_alignment(row)
-            if bars is not None and len(bars["bar_onsets"]) >= 2:
-                count = len(bars["bar_onsets"])
-                span = max(1, round(count * rng.uniform(0.4, 0.6)))
-                first = int(rng.integers(0, count - span + 1))
-                part = crop_bars(image, bars, first, first + span - 1)
-            else:
-                half = image.width // 2
-                part = image.crop((0, 0, half, image.height) if rng.random() < 0.5
-                                  else (half, 0, image.width, image.height))
-            out["image"][0].extend(encode_query(model, image=im).vector for im in (image, part))
-            out["image"][1].extend([item] * 2)
-        if "text" in out:
-            captions = list(row.get("caption") or [])
-            if captions:
-                out["text"][0].extend(normalize(model.encode("text", captions)))
-                out["text"][1].extend([item] * len(captions))
+    banks = [b for m in model.modalities for b in ((m, m + PART) if m == "audio" else (m,))]
+    out: dict[str, tuple[list, list[str]]] = {m: ([], []) for m in banks}
+
+    def embed(chunk) -> None:
+        whole, clips, images, parts, audio_ids, image_ids = [], [], [], [], [], []
+        for _, row in chunk.iterrows():
+            item = str(row["id"])
+            if "audio" in out and isinstance(row.get("audio"), str):
+                wave = load_audio(row["audio"], sample_rate=sr)
+                n_clip = int(rng.uniform(*clip_seconds) * sr)
+                start = int(rng.integers(0, max(len(wave) - n_clip, 0) + 1))
+                whole.append(wave)
+                clips.append(wave[start:start + n_clip])
+                audio_ids.append(item)
+            if "image" in out and isinstance(row.get("image"), str):
+                image = load_image(row["image"])
+                bars = bar_alignment(row)
+                if bars is not None and len(bars["bar_onsets"]) >= 2:
+                    count = len(bars["bar_onsets"])
+                    span = max(1, round(count * rng.uniform(0.4, 0.6)))
+                    first = int(rng.integers(0, count - span + 1))
+                    part = crop_bars(image, bars, first, first + span - 1)
+                else:
+                    half = image.width // 2
+                    part = image.crop((0, 0, half, image.height) if rng.random() < 0.5
+                                      else (half, 0, image.width, image.height))
+                images.append(image)
+                parts.append(part)
+                image_ids.append(item)
+            if "text" in out:
+                captions = list(row.get("caption") or [])
+                if captions:
+                    out["text"][0].extend(normalize(model.encode("text", captions)))
+                    out["text"][1].extend([item] * len(captions))
+        if audio_ids:
+            tracks = embed_audio(model, whole + clips, batch_size=batch_size)
+            w, c = [t.vector for t in tracks[:len(whole)]], [t.vector for t in tracks[len(whole):]]
+            for i, item in enumerate(audio_ids):
+                out["audio"][0].extend((w[i], c[i]))
+                out["audio"][1].extend([item] * 2)
+            out["audio" + PART][0].extend(c)
+            out["audio" + PART][1].extend(audio_ids)
+        if image_ids:
+            v = normalize(model.encode("image", images + parts, batch_size=batch_size))
+            for i, item in enumerate(image_ids):
+                out["image"][0].extend((v[i], v[len(images) + i]))
+                out["image"][1].extend([item] * 2)
+
+    for start in range(0, len(pick), max(1, int(batch_size))):
+        embed(pick.iloc[start:start + batch_size])
     return {m: (np.asarray(v, np.float32).reshape(len(v), -1), ids) for m, (v, ids) in out.items() if v}

@@ -209,7 +209,7 @@ def search(
     unknown = [t for t in targets if t not in (*MODALITIES, "audio_windows")]
     if unknown:
         raise InputError(f"unknown target {', '.join(unknown)}; choose from audio, image, text")
-    hits = store.search(query.vector, targets=targets, k=k, filters=filters, query=query.weights)[0]
+    hits = store.search(query.vector, targets=targets, k=k, filters=filters, query=query.banks)[0]
     if manifest is not None and query.bar_query() is not None:
         locate_hit_bars(model, query, hits, manifest)
     return hits

@@ -71,6 +71,17 @@ class EncodedQuery:
     audio_seconds: float | None = None
 
     @property
+    def banks(self) -> dict[str, float]:
+        """The inputs' weights keyed by the hubness bank that ranks them
+        (:func:`xmr.index.hubness.bank_key`): ``{"audio:part": 1.0}`` for a clip of a few seconds,
+        the input's name otherwise; what :meth:`IndexStore.search <xmr.index.IndexStore.search>`
+        takes as ``query``."""
+        from xmr.index.hubness import bank_key
+
+        return {bank_key(name, self.audio_seconds if name == "audio" else None): w
+                for name, w in self.weights.items()}
+
+    @property
     def description(self) -> str:
         """E.g. ``"audio (0.5) + text (1)"``."""
         return " + ".join(f"{m} ({self.weights[m]:g})" for m in self.parts)

@@ -429,9 +429,10 @@ class IndexStore:
     def set_offsets(self, name: str, offsets: Mapping[str, np.ndarray] | None, *, beta: float = 1.0,
                     **record: Any) -> None:
         """Give each row of index ``name`` hubness offsets (:func:`xmr.index.hubness.row_offsets`),
-        one array per query modality: from then on :meth:`search` ranks its rows for a query of
-        that modality by ``cosine - beta * offset``. ``record`` (the banks' sizes, ``k``...) goes
-        into ``index.json`` with ``beta``; ``None`` removes the offsets."""
+        one array per query bank (a modality, or a modality's partial queries: ``"audio:part"``):
+        from then on :meth:`search` ranks its rows for a query of that bank by
+        ``cosine - beta * offset``. ``record`` (the banks' sizes, ``k``...) goes into
+        ``index.json`` with ``beta``; ``None`` removes the offsets."""
         self._index(name)
         if offsets is None:
             self._offsets.pop(name, None)
@@ -439,7 +440,7 @@ class IndexStore:
             return
         arrays = {}
         for modality, values in offsets.items():
-            if modality not in MODALITIES:
+            if modality.split(":")[0] not in MODALITIES:
                 raise InputError(f"offsets for an unknown query modality {modality!r}")
             values = np.asarray(values, dtype=np.float32).reshape(-1)
             if len(values) != self.count(name) or not np.isfinite(values).all():
@@ -451,15 +452,18 @@ class IndexStore:
         self.info[name]["hubness"] = {"beta": float(beta), **record}
 
     def _shift(self, name: str, query: Mapping[str, float] | None) -> np.ndarray | None:
-        """``beta`` times the rows' offsets for a query of modalities ``query`` (modality ->
-        weight; their offsets averaged by the weights' sizes, 0 for a modality without offsets
-        here), or ``None`` when nothing is corrected."""
+        """``beta`` times the rows' offsets for a query of banks ``query`` (bank -> weight: a
+        modality, or ``"audio:part"`` where the index has those offsets, else its modality's;
+        their offsets averaged by the weights' sizes, 0 for a modality without offsets here), or
+        ``None`` when nothing is corrected."""
         offsets = self._offsets.get(name)
         if not offsets or not query:
             return None
-        weights = {m.split("#")[0]: 0.0 for m in query}
+        weights: dict[str, float] = {}
         for m, w in query.items():
-            weights[m.split("#")[0]] += abs(float(w))
+            key = m.split("#")[0]
+            key = key if key in offsets else key.split(":")[0]
+            weights[key] = weights.get(key, 0.0) + abs(float(w))
         total = sum(weights.values())
         if not total or not any(m in offsets for m in weights):
             return None
@@ -507,10 +511,10 @@ class IndexStore:
             k: results per query.
             filters: metadata filters, e.g. ``{"split": "test", "collection": ["a", "b"]}``.
             distinct_items: list each item once over all targets (``False``: once per target).
-            query: the modalities the query vectors were made from (or modality -> fusion weight,
-                :attr:`EncodedQuery.weights <xmr.index.query.EncodedQuery>`): indexes with hubness
-                offsets for them rank by the corrected score (:mod:`xmr.index.hubness`);
-                ``None``: plain cosines.
+            query: the modalities the query vectors were made from (or modality -> fusion weight;
+                :attr:`EncodedQuery.banks <xmr.index.query.EncodedQuery>` names a short clip's
+                bank ``"audio:part"``): indexes with hubness offsets for them rank by the
+                corrected score (:mod:`xmr.index.hubness`); ``None``: plain cosines.
 
         Returns one list of :class:`Hit` per query.
 
