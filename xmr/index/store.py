@@ -10,7 +10,8 @@ Folder layout (``index.json`` describes everything else)::
     text.faiss   text.parquet             one row per caption (several per item)
     audio_windows.faiss  audio_windows.parquet   long-audio windows: item id, start, end seconds
     audio.offsets.npz  image.offsets.npz   optional: each row's hubness offsets, one array per
-                                          query modality (xmr.index.hubness)
+                                          query bank: a modality, or "audio:part" for short
+                                          clips (xmr.index.hubness)
 
 Metadata rows hold the item ``id``, its ``caption`` (for text rows: the caption of that vector),
 and the manifest's metadata columns (``split``, ``collection``, ...), which search filters use.
