@@ -11,8 +11,9 @@ sample of ``--max-queries`` of them is then queried through the one query path
 (``xmr.index.query.encode_query``), clean and degraded, and scored with
 ``xmr.eval.retrieval_metrics`` (MRR, R@1, R@10; chance = the same under a random ranking). With
 ``--index``, each candidate's score is corrected by that index's hubness offset as its search
-corrects it (``IndexStore.item_shift``; ``xmr index hubness``), so the table is what the app
-ranks; without it, plain cosines. Media
+corrects it for that query's bank (``IndexStore.item_shift``, ``EncodedQuery.banks``: a 4 s
+clip's is the clips' bank; ``xmr index hubness``), so the table is what the app ranks; without
+it, plain cosines. Media
 files come from ``--media-dir`` when built there, else they are rendered into the cache
 (``xmr.data.corpus.media_path``; slow for a whole split on a small machine).
 
@@ -221,7 +222,7 @@ def _metrics(queries: np.ndarray, query_ids: list[str], cands: np.ndarray, cand_
     from xmr.eval import retrieval_metrics
 
     relevant = np.asarray(query_ids)[:, None] == np.asarray(cand_ids)[None, :]
-    scores = queries @ cands.T - (0.0 if shift is None else shift[None, :])
+    scores = queries @ cands.T - (0.0 if shift is None else np.atleast_2d(shift))  # (N,) or (Q, N)
     m = retrieval_metrics(scores, relevant, ks=(1, 10))
     return {"MRR": m["MRR"], "R@1": m["R@1"], "R@10": m["R@10"], "chance MRR": m["chance"]["MRR"],
             "queries": len(query_ids), "candidates": len(cand_ids)}
@@ -296,22 +297,29 @@ def main() -> None:
         cand_aud += [t.vector for t in embed_audio(model, batch)]
     cand_aud = np.stack(cand_aud)
     log("audio embedded")
-    shift = {"image": None, "audio": None}
+    store = None
     if args.index:
         from xmr.index import IndexStore
 
         store = IndexStore.load(args.index, fingerprint=model.fingerprint)
-        shift = {"image": store.item_shift("image", ids, "audio"),  # audio queries on the images
-                 "audio": store.item_shift("audio", ids, "image")}
-        log("hubness offsets: " + ", ".join(f"{n} {store.info[n].get('hubness', 'none')}" for n in shift))
+        log("hubness offsets: " + ", ".join(f"{n} {store.info[n].get('hubness', 'none')}"
+                                            for n in ("image", "audio")))
+
+    def shift(name: str, queries) -> np.ndarray | None:
+        """(Q, N) what the index's search subtracts for each query (its bank: a short clip's is
+        ``audio:part``), or None without an index."""
+        if store is None:
+            return None
+        of = {key: store.item_shift(name, ids, key) for key in {b for q in queries for b in q.banks}}
+        return np.stack([of[next(iter(q.banks))] for q in queries])
 
     def audio_row(name: str, degrade) -> dict:
-        vecs = [encode_query(model, audio=degrade(i, waves[i])).vector for i in q_rows]
-        return _metrics(np.stack(vecs), q_ids, cand_img, ids, shift["image"])
+        queries = [encode_query(model, audio=degrade(i, waves[i])) for i in q_rows]
+        return _metrics(np.stack([q.vector for q in queries]), q_ids, cand_img, ids, shift("image", queries))
 
     def image_row(name: str, degrade) -> dict:
-        vecs = [encode_query(model, image=degrade(i, images[i])).vector for i in q_rows]
-        return _metrics(np.stack(vecs), q_ids, cand_aud, ids, shift["audio"])
+        queries = [encode_query(model, image=degrade(i, images[i])) for i in q_rows]
+        return _metrics(np.stack([q.vector for q in queries]), q_ids, cand_aud, ids, shift("audio", queries))
 
     kbps: list[float] = []
 
