@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -67,7 +68,8 @@ def train_variant(name: str, out: Path, manifest: Path, cache: Path, extra: list
 
     if not run_done(out):
         base = json.loads((BUNDLED / "config.json").read_text())["train_config"]
-        overrides = [f"data.manifest={manifest}", f"data.cache_dir={cache}", f"train.init={BUNDLED}",
+        init = os.path.relpath(BUNDLED)  # the checkpoint's config records it: no machine's folders
+        overrides = [f"data.manifest={manifest}", f"data.cache_dir={cache}", f"train.init={init}",
                      "train.progress=false", "train.tensorboard=false", *VARIANTS[name], *extra]
         train_here(load_config(None, overrides, base=base), out, name)
     return out / "checkpoint"
