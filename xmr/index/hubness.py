@@ -49,6 +49,11 @@ PART = ":part"  # the suffix of a bank of partial queries: "audio:part", the cli
 PART_SECONDS = 6.0  # the longest audio query ranked with the clips' offsets (the bank's clips: 3-6 s)
 
 
+def bank_modality(bank: str) -> str:
+    """The query modality of a bank: ``"audio"`` for ``"audio:part"``."""
+    return bank.split(":")[0]
+
+
 def bank_key(modality: str, seconds: float | None = None) -> str:
     """The bank whose offsets rank a query input of ``modality``: ``"audio:part"`` for a clip of
     at most :data:`PART_SECONDS` seconds, else the modality itself (``"audio#2"`` stays as it is)."""
@@ -106,7 +111,7 @@ def index_offsets(vectors: np.ndarray, row_ids: Sequence[str], target: str,
     (:data:`BANK_OF`; ``"audio"`` and ``"audio:part"`` both query the images): ``{bank: (N,) offsets}``."""
     base = target.split("_")[0]
     out = {m: row_offsets(vectors, *bank[m], k=k, row_ids=row_ids)
-           for m in bank if m.split(":")[0] in BANK_OF.get(base, ()) and len(bank[m][0])}
+           for m in bank if bank_modality(m) in BANK_OF.get(base, ()) and len(bank[m][0])}
     if not out:
         raise InputError(f"the query bank has no queries for the {target} index")
     return out
@@ -141,7 +146,7 @@ def query_bank(model: Any, rows: Any, *, n: int = 1200, seed: int = 0,
     out: dict[str, tuple[list, list[str]]] = {m: ([], []) for m in banks}
 
     def embed(chunk) -> None:
-        whole, clips, images, parts, audio_ids, image_ids = [], [], [], [], [], []
+        whole, clips, images, parts, texts, audio_ids, image_ids, text_ids = [], [], [], [], [], [], [], []
         for _, row in chunk.iterrows():
             item = str(row["id"])
             if "audio" in out and isinstance(row.get("audio"), str):
@@ -168,9 +173,8 @@ def query_bank(model: Any, rows: Any, *, n: int = 1200, seed: int = 0,
                 image_ids.append(item)
             if "text" in out:
                 captions = list(row.get("caption") or [])
-                if captions:
-                    out["text"][0].extend(normalize(model.encode("text", captions)))
-                    out["text"][1].extend([item] * len(captions))
+                texts += captions
+                text_ids += [item] * len(captions)
         if audio_ids:
             tracks = embed_audio(model, whole + clips, batch_size=batch_size)
             w, c = [t.vector for t in tracks[:len(whole)]], [t.vector for t in tracks[len(whole):]]
@@ -184,6 +188,9 @@ def query_bank(model: Any, rows: Any, *, n: int = 1200, seed: int = 0,
             for i, item in enumerate(image_ids):
                 out["image"][0].extend((v[i], v[len(images) + i]))
                 out["image"][1].extend([item] * 2)
+        if text_ids:
+            out["text"][0].extend(normalize(model.encode("text", texts, batch_size=batch_size)))
+            out["text"][1].extend(text_ids)
 
     for start in range(0, len(pick), max(1, int(batch_size))):
         embed(pick.iloc[start:start + batch_size])

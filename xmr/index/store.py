@@ -47,6 +47,7 @@ from xmr.index.ann import (
     shifted_queries,
     tune_search_params,
 )
+from xmr.index.hubness import bank_modality
 from xmr.index.metadata import clean_metadata
 
 FORMAT = "xmr-index/1"
@@ -441,7 +442,7 @@ class IndexStore:
             return
         arrays = {}
         for modality, values in offsets.items():
-            if modality.split(":")[0] not in MODALITIES:
+            if bank_modality(modality) not in MODALITIES:
                 raise InputError(f"offsets for an unknown query modality {modality!r}")
             values = np.asarray(values, dtype=np.float32).reshape(-1)
             if len(values) != self.count(name) or not np.isfinite(values).all():
@@ -463,7 +464,7 @@ class IndexStore:
         weights: dict[str, float] = {}
         for m, w in query.items():
             key = m.split("#")[0]
-            key = key if key in offsets else key.split(":")[0]
+            key = key if key in offsets else bank_modality(key)
             weights[key] = weights.get(key, 0.0) + abs(float(w))
         total = sum(weights.values())
         if not total or not any(m in offsets for m in weights):
