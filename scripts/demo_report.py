@@ -5,6 +5,9 @@
 
 With ``--text-run`` (scripts/rebuild_demo.py's text stage: the projection heads refitted on top
 of ``--run``) that run's checkpoint is the one evaluated, and its steps and config are reported too.
+``--checkpoint`` names the evaluated checkpoint outright (the rebuild's part stage: the text
+stage's checkpoint with a head for short clips, :mod:`xmr.train.part_head`); the fit of its part
+head, when it has one, is reported with its clips' top-10 rates before and after.
 
 Every direction between audio, image and text is scored, text with both caption styles (full and
 content-only), and audio also as rendered with the soundfont training never saw (the manifest's
@@ -117,6 +120,29 @@ def learning_curve(run: Path, config: dict) -> list[str]:
     return [*lines, ""]
 
 
+def part_head_section(log: dict | None) -> list[str]:
+    """The report's lines on a checkpoint's part head (its ``config.json`` ``part_head`` record)."""
+    if not log:
+        return []
+    cfg = log["config"]
+    lines = ["## Head for short clips (part head)", "",
+             f"A {cfg['head']} head for audio of at most a few seconds, fitted on the audio tower's "
+             f"features of {log['clips']} clips of {cfg['min_seconds']:g}-{cfg['max_seconds']:g} s of the "
+             f"{log['items']} training items (their main audio and their audio views) against the "
+             f"fixed embeddings of the whole items' scores: {cfg['steps']} steps of {cfg['batch_size']} "
+             f"clips, every training item a candidate, {log['seconds'] / 60:.1f} min in all. The "
+             "towers and every other head are those above, so the tables above (whole excerpts) "
+             "do not change.", ""]
+    val = log.get("val")
+    if val:
+        lines += [f"One clip per `{val['split']}` item against its {val['candidates']} score images "
+                  f"(chance top-10 {min(10 / val['candidates'], 1):.3f}):", "",
+                  "| head | clips | top-10 | MRR |", "|---|---:|---:|---:|",
+                  *(f"| {name} | {val['clips']} | {val[name]['top-10']:.3f} | {val[name]['MRR']:.3f} |"
+                    for name in ("audio head", "part head")), ""]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="training run folder (checkpoint/, report.json, ...)")
@@ -126,10 +152,13 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a paragraph added to the report")
     parser.add_argument("--text-run", default=None, help="a head refit of --run: its checkpoint is "
                         "evaluated")
+    parser.add_argument("--checkpoint", default=None, help="the checkpoint evaluated (default: that of "
+                        "--text-run, else of --run)")
     args = parser.parse_args()
     run, out = Path(args.run), Path(args.out)
     text_run = Path(args.text_run) if args.text_run else None
-    results = evaluate((text_run or run) / "checkpoint", Path(args.manifest), args.split, run / "cache")
+    checkpoint = Path(args.checkpoint) if args.checkpoint else (text_run or run) / "checkpoint"
+    results = evaluate(checkpoint, Path(args.manifest), args.split, run / "cache")
     train = json.loads((run / "report.json").read_text())
     config = json.loads((run / "config.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
@@ -181,6 +210,7 @@ def main() -> None:
                   f"{cached} were computed once.", "",
                   "```json", json.dumps({k: refit_config[k] for k in ("data", "optim", "train")}, indent=2),
                   "```", ""]
+    lines += part_head_section(json.loads((checkpoint / "config.json").read_text()).get("part_head"))
     (out / "report.md").write_text("\n".join(lines))
     print("\n".join(lines[:40]))
 

@@ -1,4 +1,4 @@
-"""Rebuild the demo assets end to end: corpus -> train -> text -> embed -> index -> report, resumable.
+"""Rebuild the demo assets end to end: corpus -> train -> text -> part -> embed -> index -> report, resumable.
 
     python scripts/rebuild_demo.py OUT                    # 2-core CPU recipe (configs/demo-seq-lite.yaml)
     python scripts/rebuild_demo.py OUT --gpu              # one GPU (configs/demo-seq-gpu.yaml)
@@ -17,7 +17,11 @@ train     ``OUT/run/``                    ``report.json`` and ``checkpoint/`` ar
 text      ``OUT/text/``                   the same; the projection heads refitted on the
                                           trained model's frozen towers in large batches
                                           (``configs/demo-text-refit.yaml`` on top of the
-                                          train stage's config; its checkpoint is the result)
+                                          train stage's config)
+part      ``OUT/part/``                   its ``checkpoint/`` is there; the text stage's
+                                          checkpoint with a head for short audio clips
+                                          (:mod:`xmr.train.part_head`; its clips' features
+                                          cached in ``OUT/part/cache``); the result
 embed     ``OUT/embeddings/``             ``embeddings.json`` is there; else resumes by chunks
 index     ``OUT/index/``                  ``index.json`` is there with the hubness offsets
                                           (``xmr index build``, then ``xmr index hubness``
@@ -32,7 +36,7 @@ given: it copies the checkpoint and the report into ``checkpoints/demo`` and the
 manifest into ``assets/demo`` (binary artefacts are committed only when they improve on the
 bundled ones, so compare ``OUT/report/report.md`` with ``checkpoints/demo/report.md`` first).
 ``--set key=value`` overrides the training config (``xmr train --set``), ``--text-set`` the text
-stage's; ``--limit`` and
+stage's, ``--part-set`` the part stage's (:class:`~xmr.train.part_head.PartHeadConfig`); ``--limit`` and
 ``--collections`` make a smaller corpus.
 """
 
@@ -65,6 +69,7 @@ class Plan:
     overrides: list[str] = field(default_factory=list)
     text_config: Path = TEXT_CONFIG
     text_overrides: list[str] = field(default_factory=list)
+    part_overrides: list[str] = field(default_factory=list)
     limit: int | None = None
     collections: tuple[str, ...] | None = None
     workers: int = 2
@@ -87,9 +92,13 @@ class Plan:
         return self.out / "text"
 
     @property
+    def part_run(self) -> Path:
+        return self.out / "part"
+
+    @property
     def checkpoint(self) -> Path:
-        """The rebuild's model: the text stage's checkpoint."""
-        return self.text_run / "checkpoint"
+        """The rebuild's model: the part stage's checkpoint."""
+        return self.part_run / "checkpoint"
 
     @property
     def embeddings(self) -> Path:
@@ -188,6 +197,23 @@ def text_run(p: Plan) -> str:
     return f"{heads}: {report['steps']} steps{' (resumed)' if resume else ''}, {report['wall_seconds']} s"
 
 
+def part_done(p: Plan) -> bool:
+    return (p.checkpoint / "config.json").is_file()
+
+
+def part_run(p: Plan) -> str:
+    """The text stage's checkpoint with a head for short clips; nothing else of it changes."""
+    from xmr.train.part_head import PartHeadConfig, fit_checkpoint
+
+    cfg = PartHeadConfig.from_overrides(p.part_overrides)
+    _, log = fit_checkpoint(p.text_run / "checkpoint", p.manifest, p.checkpoint, cfg,
+                            cache=p.part_run / "cache", progress=p.progress)
+    val = log["val"]
+    gain = (f"; {val['split']} clips in the top 10: {val['audio head']['top-10']:.1%} -> "
+            f"{val['part head']['top-10']:.1%}" if val else "")
+    return f"part head: {log['clips']} clips, {cfg.steps} steps, {log['seconds']} s{gain}"
+
+
 def embed_done(p: Plan) -> bool:
     return (p.embeddings / "embeddings.json").is_file()
 
@@ -228,7 +254,8 @@ def report_done(p: Plan) -> bool:
 
 def report_run(p: Plan) -> str:
     subprocess.run([sys.executable, str(ROOT / "scripts" / "demo_report.py"), "--run", str(p.run),
-                    "--text-run", str(p.text_run), "--manifest", str(p.manifest), "--out", str(p.report)],
+                    "--text-run", str(p.text_run), "--checkpoint", str(p.checkpoint), "--manifest",
+                    str(p.manifest), "--out", str(p.report)],
                    check=True, stdout=subprocess.DEVNULL)
     metrics = json.loads((p.report / "metrics.json").read_text())
     full = metrics["full captions"]
@@ -236,11 +263,11 @@ def report_run(p: Plan) -> str:
 
 
 # each stage's folder under OUT (None: the corpus, never removed from here)
-STAGE_OUTPUTS = (lambda p: None, lambda p: p.run, lambda p: p.text_run, lambda p: p.embeddings,
-                 lambda p: p.index, lambda p: p.report)
+STAGE_OUTPUTS = (lambda p: None, lambda p: p.run, lambda p: p.text_run, lambda p: p.part_run,
+                 lambda p: p.embeddings, lambda p: p.index, lambda p: p.report)
 STAGES = (("corpus", corpus_done, corpus_run), ("train", train_done, train_run),
-          ("text", text_done, text_run), ("embed", embed_done, embed_run), ("index", index_done, index_run),
-          ("report", report_done, report_run))
+          ("text", text_done, text_run), ("part", part_done, part_run), ("embed", embed_done, embed_run),
+          ("index", index_done, index_run), ("report", report_done, report_run))
 
 
 def rebuild(p: Plan) -> dict[str, dict]:
@@ -338,7 +365,8 @@ def install(p: Plan, root: Path = ROOT) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path,
-                        help="folder of the rebuild (corpus/, run/, embeddings/, index/, report/)")
+                        help="folder of the rebuild (corpus/, run/, text/, part/, embeddings/, index/, "
+                        "report/)")
     parser.add_argument("--gpu", action="store_true", help=f"train with {GPU_CONFIG.relative_to(ROOT)}")
     parser.add_argument("--config", type=Path, default=None,
                         help="training config (default: the CPU or GPU recipe)")
@@ -348,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"the text stage's config (default {TEXT_CONFIG.relative_to(ROOT)})")
     parser.add_argument("--text-set", dest="text_overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a text-stage config value (repeatable)")
+    parser.add_argument("--part-set", dest="part_overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="a part-stage setting, e.g. steps=2000 (repeatable)")
     parser.add_argument("--corpus", type=Path, default=None, help="corpus folder (default OUT/corpus; built "
                         "or resumed there)")
     parser.add_argument("--limit", type=int, default=None, help="corpus items (a balanced sample)")
@@ -376,12 +406,14 @@ def main(argv: list[str] | None = None) -> int:
     overrides = args.overrides or ([] if args.config or args.gpu else saved.get("overrides", []))
     text_config = args.text_config or Path(saved.get("text_config", TEXT_CONFIG))
     text_overrides = args.text_overrides or saved.get("text_overrides", [])
+    part_overrides = args.part_overrides or saved.get("part_overrides", [])
     args.out.mkdir(parents=True, exist_ok=True)
     saved_path.write_text(json.dumps({"corpus": str(corpus), "config": str(config), "overrides": overrides,
-                                      "text_config": str(text_config), "text_overrides": text_overrides},
-                                     indent=2))
+                                      "text_config": str(text_config), "text_overrides": text_overrides,
+                                      "part_overrides": part_overrides}, indent=2))
     plan = Plan(out=args.out, corpus=corpus, config=config, overrides=overrides,
-                text_config=text_config, text_overrides=text_overrides, limit=args.limit,
+                text_config=text_config, text_overrides=text_overrides, part_overrides=part_overrides,
+                limit=args.limit,
                 workers=args.workers,
                 nproc=args.nproc if args.nproc is not None else 1 if args.gpu else 2,
                 collections=tuple(c for c in args.collections.split(",") if c) if args.collections else None,

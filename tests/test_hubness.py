@@ -110,8 +110,9 @@ def test_corrected_search_equals_brute_force_ranking(name, tmp_path):
 
 
 def test_a_short_clip_is_ranked_with_the_clip_banks_offsets(tmp_path):
-    from xmr.index.hubness import PART_SECONDS, bank_key
+    from xmr.index.hubness import bank_key
     from xmr.index.query import EncodedQuery
+    from xmr.models.config import PART_SECONDS
 
     rng = np.random.default_rng(3)
     store, _, text = _store(rng)

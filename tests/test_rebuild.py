@@ -1,6 +1,6 @@
-"""scripts/rebuild_demo.py: corpus -> train -> embed -> index -> report on a real tiny corpus, with a
-tiny training override; a second run skips every finished stage, a removed output reruns its stage
-and the ones after it."""
+"""scripts/rebuild_demo.py: corpus -> train -> text -> part -> embed -> index -> report on a real
+tiny corpus, with a tiny training override; a second run skips every finished stage, a removed
+output reruns its stage and the ones after it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ["train.steps=2", "data.batch_size=4", "train.eval_every=0", "train.ckpt_every=0",
         "train.progress=false", "train.tensorboard=false", "data.val_max_items=2"]
 TINY_TEXT = ["train.steps=2", "data.batch_size=4", "train.ckpt_every=0", "train.num_threads=1"]
+TINY_PART = ["steps=3", "batch_size=8", "clips_per_item=2"]
 
 
 def _script():
@@ -33,18 +34,22 @@ def test_rebuild_runs_every_stage_then_skips_them(tmp_path, capsys):
     out = tmp_path / "demo"
     argv = [str(out), "--limit", "12", "--collections", ",".join(TINY_COLLECTIONS), "--workers", "1",
             "--no-progress", *[a for kv in TINY for a in ("--set", kv)],
-            *[a for kv in TINY_TEXT for a in ("--text-set", kv)]]
+            *[a for kv in TINY_TEXT for a in ("--text-set", kv)],
+            *[a for kv in TINY_PART for a in ("--part-set", kv)]]
     assert script.main(argv) == 0
     first = capsys.readouterr().out
     lines = _stage_lines(first)
-    assert list(lines) == ["corpus", "train", "text", "embed", "index", "report"]
+    assert list(lines) == ["corpus", "train", "text", "part", "embed", "index", "report"]
     assert not any("skip" in line for line in lines.values())
     assert "12 items" in lines["corpus"] and "2 steps" in lines["train"]
     assert "heads: 2 steps" in lines["text"]
+    assert "part head:" in lines["part"] and "3 steps" in lines["part"]
+    assert "clips in the top 10" in lines["part"]
     assert "audio→image MRR" in lines["report"]
     assert "total" in first and "checkpoint" in first and "--install" in first
     for path in ("corpus/manifest.parquet", "corpus/views.parquet", "run/checkpoint/model.safetensors",
-                 "text/checkpoint/model.safetensors", "embeddings/embeddings.json", "index/index.json",
+                 "text/checkpoint/model.safetensors", "part/checkpoint/model.safetensors",
+                 "embeddings/embeddings.json", "index/index.json",
                  "index/image.faiss", "index/image.offsets.npz", "index/audio.offsets.npz",
                  "report/report.md"):
         assert (out / path).is_file(), path
@@ -58,7 +63,14 @@ def test_rebuild_runs_every_stage_then_skips_them(tmp_path, capsys):
     changed = {k for k in first_w if not torch.equal(first_w[k], refit_w[k])}
     assert changed and all(k.startswith("heads.") for k in changed)
     assert {k.split(".")[1] for k in changed} == {"audio", "image", "text"}
-    assert "Head refit" in (out / "report" / "report.md").read_text()
+    report = (out / "report" / "report.md").read_text()
+    assert "Head refit" in report and "Head for short clips" in report
+    # the part stage added the part head and changed nothing else; the index is of its checkpoint
+    part_w = load_file(out / "part/checkpoint/model.safetensors")
+    assert {k for k in part_w if k not in refit_w} == {k for k in part_w if k.startswith("part_heads.")}
+    assert all(torch.equal(part_w[k], v) for k, v in refit_w.items())
+    part_fp = json.loads((out / "part" / "checkpoint" / "config.json").read_text())["fingerprint"]
+    assert json.loads((out / "index" / "index.json").read_text())["fingerprint"] == part_fp
     refit = json.loads((out / "text" / "config.json").read_text())  # on cached training copies too
     copies = refit["train"]["feature_copies"]
     assert refit["train"]["partial_to_whole"] == 0.5  # the audio head reads the profiles, widened
@@ -70,7 +82,7 @@ def test_rebuild_runs_every_stage_then_skips_them(tmp_path, capsys):
     logs = ("stages.json", "plan.json")  # rewritten by every call
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name not in logs}
     times = json.loads((out / "stages.json").read_text())
-    assert set(times) == {"corpus", "train", "text", "embed", "index", "report"}
+    assert set(times) == {"corpus", "train", "text", "part", "embed", "index", "report"}
     assert all(t["seconds"] > 0 for t in times.values())
 
     assert script.main(argv) == 0  # everything is complete: nothing runs, nothing is written
@@ -81,7 +93,7 @@ def test_rebuild_runs_every_stage_then_skips_them(tmp_path, capsys):
     (out / "index" / "index.json").unlink()  # an incomplete index: it and the report rerun
     assert script.main([str(out), "--no-progress"]) == 0  # the first call's settings are kept
     third = _stage_lines(capsys.readouterr().out)
-    assert [s for s, line in third.items() if "skip" in line] == ["corpus", "train", "text", "embed"]
+    assert [s for s, line in third.items() if "skip" in line] == ["corpus", "train", "text", "part", "embed"]
     assert (out / "index" / "index.json").is_file() and (out / "report" / "report.md").is_file()
     assert (out / "run" / "checkpoint" / "model.safetensors").stat().st_mtime_ns == \
         stamps[out / "run" / "checkpoint" / "model.safetensors"]
@@ -102,7 +114,7 @@ def test_an_unfinished_corpus_elsewhere_is_never_built_into(tmp_path, capsys):
 
 def _fake_rebuild(out: Path, tag: str) -> None:
     """The folders ``--install`` reads, with contents that say which rebuild they came from."""
-    for folder, names in (("text/checkpoint", ("config.json", "model.safetensors")),
+    for folder, names in (("part/checkpoint", ("config.json", "model.safetensors")),
                           ("report", ("report.md", "metrics.json")),
                           ("index", ("image.faiss", "image.parquet")), ("corpus", ("manifest.parquet",))):
         (out / folder).mkdir(parents=True, exist_ok=True)

@@ -24,9 +24,10 @@ item's whole audio and a clip of a few seconds, its whole score image and a run 
 bars, and its captions. A row is never scored against its own item's bank queries, so indexing
 the training items does not lower them for matching themselves. The clips alone form one more
 bank, ``"audio:part"`` (:func:`bank_key`): a short clip is near other rows than a whole excerpt
-is, so an audio query of at most :data:`PART_SECONDS` is ranked with those offsets (on the demo
-corpus's 4 s clips they found the clip's item in the top 10 about 2 points more often than the
-offsets of the mixed audio bank).
+is, so an audio query of at most :data:`~xmr.models.config.PART_SECONDS` is ranked with those
+offsets (on the demo corpus's 4 s clips they found the clip's item in the top 10 about 2 points
+more often than the offsets of the mixed audio bank). The bank's clips are embedded as such a
+query is (:func:`~xmr.index.embed_audio`: with the model's head for short clips where it has one).
 
 Example:
     >>> bank = query_bank(model, manifest_rows, n=1200)  # doctest: +SKIP
@@ -42,11 +43,11 @@ import numpy as np
 
 from xmr.errors import InputError
 from xmr.index.ann import normalize
+from xmr.models.config import is_part
 
 # The query modalities for which each index gets offsets (every other base modality).
 BANK_OF = {"audio": ("image", "text"), "image": ("audio", "text"), "text": ("audio", "image")}
 PART = ":part"  # the suffix of a bank of partial queries: "audio:part", the clips
-PART_SECONDS = 6.0  # the longest audio query ranked with the clips' offsets (the bank's clips: 3-6 s)
 
 
 def bank_modality(bank: str) -> str:
@@ -57,7 +58,7 @@ def bank_modality(bank: str) -> str:
 def bank_key(modality: str, seconds: float | None = None) -> str:
     """The bank whose offsets rank a query input of ``modality``: ``"audio:part"`` for a clip of
     at most :data:`PART_SECONDS` seconds, else the modality itself (``"audio#2"`` stays as it is)."""
-    if modality == "audio" and seconds is not None and seconds <= PART_SECONDS:
+    if modality == "audio" and is_part(seconds):
         return modality + PART
     return modality
 

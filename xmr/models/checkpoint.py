@@ -33,6 +33,8 @@ FORMAT = "xmr-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+# the keys of config.json that save_checkpoint writes itself; the rest is the caller's extra
+RESERVED_KEYS = ("format", "format_version", "model", "preprocessing", "external_weights", "fingerprint")
 
 
 def preprocessing_of(cfg: ModelConfig) -> dict[str, Any]:
@@ -76,8 +78,7 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    reserved = {"format", "format_version", "model", "preprocessing", "external_weights", "fingerprint"}
-    clash = reserved & set(extra)
+    clash = set(RESERVED_KEYS) & set(extra)
     if clash:
         raise InputError(f"save_checkpoint: reserved config keys {sorted(clash)}")
     stored, external = split_state(model)

@@ -21,6 +21,17 @@ HEAD_FIELDS = ("head", "head_hidden", "dropout")
 # the TowerConfig fields that add weight-free features after the tower's own: a checkpoint without
 # them still fits the tower, and only the head's input grows
 PROFILE_FIELDS = ("profile",)
+# the TowerConfig field of a second head for short inputs: fitted after training against the fixed
+# space of whole items (xmr.train.part_head), it changes neither the tower nor its head
+PART_FIELDS = ("part_head",)
+# the longest audio input that a model with a part head embeds with it: a clip of a few seconds
+# (the clips it is fitted on are 3-6 s), queried against whole items; also the clips' hubness bank
+PART_SECONDS = 6.0
+
+
+def is_part(seconds: float | None) -> bool:
+    """Whether audio of ``seconds`` is a short clip (at most :data:`PART_SECONDS`)."""
+    return seconds is not None and seconds <= PART_SECONDS
 PROFILES = ("pitch_classes", "tempo")
 
 
@@ -65,6 +76,9 @@ class TowerConfig:
             autocorrelation at 32 lags from 0.2 to 3 s: :func:`xmr.media.features.tempo_profile`);
             a single name stands for a list of it; ``None``: the tower's features alone. A
             checkpoint without them initialises a run with them (``train.init``), its head widened.
+        part_head: for audio, a second projection head of this kind (``"linear"``, ``"mlp"``) for
+            clips of at most :data:`PART_SECONDS`, fitted by :mod:`xmr.train.part_head` against
+            the whole items' fixed embeddings; ``None``: every input goes through ``head``.
     """
 
     kind: str = "timm"
@@ -81,6 +95,7 @@ class TowerConfig:
     preprocessing: dict[str, Any] | None = None
     architecture: dict[str, Any] | None = None
     profile: list[str] | None = None
+    part_head: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.profile, str):
@@ -91,13 +106,15 @@ class TowerConfig:
             if unknown or not self.profile or len(set(self.profile)) < len(self.profile):
                 raise ConfigError(f"tower profile must list distinct known profiles ({', '.join(PROFILES)}), "
                                   f"got {self.profile!r}")
+        if self.part_head not in (None, "linear", "mlp"):
+            raise ConfigError(f"tower part_head must be linear, mlp or unset, got {self.part_head!r}")
 
     def without_head(self) -> dict[str, Any]:
         """The fields that make the tower's features, without those of its projection head
         (``HEAD_FIELDS``): two towers with the same dict compute the same features (an unset
         ``profile`` left out, so that the dicts of older towers stay as they were)."""
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if k not in HEAD_FIELDS and not (k in PROFILE_FIELDS and v is None)}
+                if k not in HEAD_FIELDS and k not in PART_FIELDS and not (k in PROFILE_FIELDS and v is None)}
 
 
 @dataclass
@@ -143,6 +160,9 @@ class ModelConfig:
             )
         if self.audio_window_seconds <= 0:
             raise ConfigError("audio_window_seconds must be positive")
+        for m in ("image", "text"):
+            if getattr(self, m) is not None and getattr(self, m).part_head is not None:
+                raise ConfigError(f"a part head is for short audio clips, not for the {m} tower")
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -168,7 +188,7 @@ class ModelConfig:
             t = getattr(self, m)
             out[m] = None if t is None else dataclasses.asdict(t)
             if t is not None:  # fields left out when unset: older checkpoints keep their fingerprint
-                for key in ("preprocessing", "architecture", *PROFILE_FIELDS):
+                for key in ("preprocessing", "architecture", *PROFILE_FIELDS, *PART_FIELDS):
                     if out[m][key] is None:
                         del out[m][key]
         return out

@@ -82,6 +82,7 @@ class XmrModel(nn.Module):
         self.config = cfg
         self.towers = nn.ModuleDict()
         self.heads = nn.ModuleDict()
+        self.part_heads = nn.ModuleDict()  # TowerConfig.part_head: short clips' own head
         self.profiles = nn.ModuleDict()
         for m in cfg.modalities:
             tcfg = cfg.tower(m)
@@ -96,6 +97,8 @@ class XmrModel(nn.Module):
             self.heads[m] = build_head(
                 tcfg.head, width, cfg.embed_dim, hidden=tcfg.head_hidden, dropout=tcfg.dropout
             )
+            if tcfg.part_head is not None:
+                self.part_heads[m] = build_head(tcfg.part_head, width, cfg.embed_dim)
         self._materialise_lazy()
         for m in cfg.modalities:
             self.set_frozen(m, cfg.tower(m).frozen)
@@ -117,6 +120,20 @@ class XmrModel(nn.Module):
     @property
     def audio_window_seconds(self) -> float:
         return self.config.audio_window_seconds
+
+    def _part_head(self, modality: str) -> list[nn.Module]:
+        return [self.part_heads[modality]] if modality in self.part_heads else []
+
+    def has_part_head(self, modality: str) -> bool:
+        """Whether ``modality`` has a head of its own for short clips (``TowerConfig.part_head``)."""
+        return modality in self.part_heads
+
+    def uses_part_head(self, seconds: float) -> bool:
+        """Whether audio of ``seconds`` is embedded with the part head: the model has one, and the
+        clip is short (:func:`~xmr.models.config.is_part`) and fits in one window."""
+        from xmr.models.config import is_part
+
+        return self.has_part_head("audio") and is_part(seconds) and seconds <= self.audio_window_seconds
 
     @property
     def audio_window_samples(self) -> int:
@@ -143,7 +160,7 @@ class XmrModel(nn.Module):
         (no dropout or BatchNorm updates), so that it is a fixed target as 3CMLF's teacher
         (Chao et al. 2022, Sec. II-E)."""
         self._check(modality)
-        for module in (self.towers[modality], self.heads[modality]):
+        for module in (self.towers[modality], self.heads[modality], *self._part_head(modality)):
             for p in module.parameters():
                 p.requires_grad_(not frozen)
         self._frozen = getattr(self, "_frozen", {})
@@ -157,8 +174,8 @@ class XmrModel(nn.Module):
         super().train(mode)
         for m, frozen in getattr(self, "_frozen", {}).items():
             if frozen:
-                self.towers[m].eval()
-                self.heads[m].eval()
+                for module in (self.towers[m], self.heads[m], *self._part_head(m)):
+                    module.eval()
         return self
 
     # ----- preparation of raw inputs ------------------------------------------------------------------
@@ -300,7 +317,7 @@ class XmrModel(nn.Module):
         return left_align(batch, widths), widths.to(batch.device)
 
     def embed(self, modality: str, batch: Any, *, normalize: bool = True,
-              lengths: torch.Tensor | None = None) -> torch.Tensor:
+              lengths: torch.Tensor | None = None, part: bool = False) -> torch.Tensor:
         """Prepared batch -> ``(B, D)`` embeddings with gradient (L2-normalised unless told not to).
 
         Args:
@@ -311,11 +328,15 @@ class XmrModel(nn.Module):
             lengths: ``(B,)`` valid audio samples / image content columns per item (see
                 :meth:`prepare_with_lengths`); read by sequence towers only, which take the
                 whole input as valid without them.
+            part: project with the head for short clips (``TowerConfig.part_head``).
         """
         self._check(modality)
+        if part and not self.has_part_head(modality):
+            raise InputError(f"this model has no part head for {modality}")
         if modality == "text" and isinstance(batch, (list, tuple)):
             batch = {k: v.to(self.device) for k, v in self.tokenize(list(batch)).items()}
-        z = self.heads[modality](self.tower_features(modality, batch, lengths))  # (B, D)
+        head = self.part_heads[modality] if part else self.heads[modality]
+        z = head(self.tower_features(modality, batch, lengths))  # (B, D)
         return nn.functional.normalize(z, dim=-1) if normalize else z
 
     def tower_features(self, modality: str, batch: Any, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -337,7 +358,7 @@ class XmrModel(nn.Module):
 
     @torch.no_grad()
     def encode(self, modality: str, inputs: Sequence[Any], batch_size: int = 32, *,
-               notes: list[str] | None = None) -> np.ndarray:
+               notes: list[str] | None = None, part: bool = False) -> np.ndarray:
         """Raw inputs -> float32 ``(N, D)`` L2-normalised embeddings (eval mode, no gradient).
 
         Args:
@@ -348,6 +369,8 @@ class XmrModel(nn.Module):
             batch_size: items per forward pass.
             notes: a list to append what the user should know about the inputs to (a score
                 picture read as a photographed page, ...).
+            part: embed with the head for short clips (:meth:`has_part_head`); callers choose it
+                by the clip's length (:func:`xmr.index.embed_audio`).
 
         Example:
             >>> model.encode("audio", [np.zeros(16000, np.float32)]).shape  # doctest: +SKIP
@@ -368,7 +391,7 @@ class XmrModel(nn.Module):
                     batch = {k: v.to(self.device) for k, v in batch.items()}
                 else:
                     batch = batch.to(self.device)
-                out.append(self.embed(modality, batch, lengths=lengths).float().cpu())
+                out.append(self.embed(modality, batch, lengths=lengths, part=part).float().cpu())
         finally:
             self.train(was)
         return torch.cat(out).numpy().astype(np.float32, copy=False)

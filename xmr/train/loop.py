@@ -183,7 +183,7 @@ class Trainer:
         tower) and the towers' weight-free profiles; a head of another shape starts fresh over its
         checkpoint's tower, as a pretrained backbone takes a new classifier, and a head whose
         tower only gained a profile starts as the checkpoint's head, widened
-        (:func:`xmr.models.heads.widen_head`)."""
+        (:func:`xmr.models.heads.widen_head`). A part head of the checkpoint is not copied."""
         import xmr
         from xmr.models.config import HEAD_FIELDS
         from xmr.models.heads import widen_head
@@ -200,8 +200,10 @@ class Trainer:
             return all(getattr(old, f) == getattr(new, f) for f in HEAD_FIELDS)
 
         widened = [m for m in changed if same_head(m)]
+        # a part head (xmr.train.part_head) was fitted to the checkpoint's space, which the run
+        # moves: it is left behind, to be fitted again on the run's checkpoint
         state = {k: v for k, v in start.state_dict().items()
-                 if not any(k.startswith(f"heads.{m}.") for m in changed)}
+                 if not any(k.startswith(f"heads.{m}.") for m in changed) and not k.startswith("part_heads.")}
         missing, unexpected = model.load_state_dict(state, strict=False)
         assert not unexpected and all(any(k.startswith(f"heads.{m}.") for m in changed) for k in missing)
         for m in widened:
