@@ -133,6 +133,10 @@ def part_head_section(log: dict | None) -> list[str]:
              f"clips, every training item a candidate, {log['seconds'] / 60:.1f} min in all. The "
              "towers and every other head are those above, so the tables above (whole excerpts) "
              "do not change.", ""]
+    if log.get("loss"):
+        curve = ", ".join(f"{v:.2f}" for v in log["loss"][::max(len(log["loss"]) // 10, 1)])
+        lines += [f"Its loss (InfoNCE over the {log['items']} training items, mean of 50 steps, every "
+                  f"tenth of the fit): {curve}, {log['loss'][-1]:.2f} at the end.", ""]
     val = log.get("val")
     if val:
         lines += [f"One clip per `{val['split']}` item against its {val['candidates']} score images "

@@ -130,3 +130,21 @@ def test_a_run_from_a_part_head_checkpoint_leaves_the_part_head_out(part_checkpo
     assert not model.has_part_head("audio")
     for k, v in model.state_dict().items():
         assert torch.equal(v, start.state_dict()[k]), k
+
+
+def test_each_hubness_bank_is_in_the_space_of_its_queries_head(tiny_checkpoint, part_checkpoint, tiny_corpus):
+    """The clips' bank ranks short clips, which take the part head; the audio bank ranks longer
+    audio, which takes the audio head, so its clips are embedded with the audio head."""
+    import xmr
+    from xmr.data.manifest import read_manifest
+    from xmr.index.hubness import query_bank
+
+    rows = read_manifest(tiny_corpus)
+    start, fitted = xmr.load_model(tiny_checkpoint), xmr.load_model(part_checkpoint / "a")
+    before, after = (query_bank(m, rows, n=4, seed=0, clip_seconds=(0.5, 1.0), batch_size=3)
+                     for m in (start, fitted))
+    np.testing.assert_allclose(after["audio"][0], before["audio"][0], atol=1e-6)  # the same clips, same head
+    np.testing.assert_allclose(before["audio:part"][0], before["audio"][0][1::2], atol=1e-6)
+    assert after["audio:part"][1] == before["audio:part"][1]
+    assert not np.allclose(after["audio:part"][0], before["audio:part"][0], atol=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(after["audio:part"][0], axis=1), 1.0, atol=1e-5)

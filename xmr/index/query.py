@@ -124,25 +124,25 @@ class EncodedQuery:
         return BarQuery(np.asarray(self.parts["audio"], np.float32)[None], self.audio_seconds)
 
 
-def embed_audio(model: XmrModel, waves: Sequence[np.ndarray], *, batch_size: int = 32
-                ) -> list[TrackEmbedding]:
+def embed_audio(model: XmrModel, waves: Sequence[np.ndarray], *, batch_size: int = 32,
+                part_head: bool = True) -> list[TrackEmbedding]:
     """Track embeddings of waveforms at ``model.sample_rate``, exactly as the index embeds tracks.
 
     A clip longer than the model's window is cut into fixed 50%-overlap windows whose embeddings
     are averaged and re-normalised (Nakatsuka et al., 2023, Sec. 4.1.2; see :mod:`xmr.index.windows`).
     A clip of at most :data:`~xmr.models.config.PART_SECONDS` goes through the model's head for
     short clips where it has one (:meth:`~xmr.models.XmrModel.uses_part_head`), every other clip
-    through the audio head.
+    through the audio head; ``part_head=False`` sends every clip through the audio head.
 
     Example:
         >>> track = embed_audio(model, [wave])[0]  # doctest: +SKIP
         >>> track.vector.shape, track.starts[:2]  # doctest: +SKIP
     """
     sr = int(model.sample_rate)
-    part = [model.uses_part_head(len(w) / sr) for w in waves]
+    part_of = [part_head and model.uses_part_head(len(w) / sr) for w in waves]
     out: list[TrackEmbedding | None] = [None] * len(waves)
-    for flag in sorted(set(part)):
-        rows = [i for i, p in enumerate(part) if p == flag]
+    for flag in sorted(set(part_of)):
+        rows = [i for i, p in enumerate(part_of) if p == flag]
         tracks = embed_tracks(lambda w, flag=flag: model.encode("audio", w, batch_size=batch_size, part=flag),
                               [waves[i] for i in rows], sample_rate=sr,
                               window_seconds=float(model.audio_window_seconds))

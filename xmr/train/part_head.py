@@ -249,7 +249,7 @@ def fit_part_head(model, manifest: str | Path, cfg: PartHeadConfig | None = None
     model = with_part_head(model, cfg.head)
     head = model.part_heads["audio"]
     head.train()
-    before = _measure(head, *val) if val is not None else None
+    before = _measure(model.heads["audio"], *val) if val is not None else None
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
     gen = torch.Generator().manual_seed(cfg.seed)
