@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "seconds against its fixed embeddings of the whole training items' scores; the "
                     "towers and the other heads stay as they are, so an index of the checkpoint "
                     "keeps its vectors. The result is a checkpoint with the part head (another "
-                    "fingerprint: re-stamp or rebuild its index).",
+                    "fingerprint: embed and index with it again).",
     )
     part.add_argument("--checkpoint", required=True, help="the trained checkpoint folder")
     part.add_argument("--manifest", required=True, help="the corpus manifest (its train split)")
