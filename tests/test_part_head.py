@@ -18,7 +18,7 @@ def part_checkpoint(tiny_checkpoint, tiny_corpus, tmp_path_factory):
     from xmr.cli import main
 
     tmp = tmp_path_factory.mktemp("part")
-    args = ["checkpoint", "part-head", "--checkpoint", str(tiny_checkpoint), "--manifest", str(tiny_corpus),
+    args = ["part-head", "--checkpoint", str(tiny_checkpoint), "--manifest", str(tiny_corpus),
             "--cache", str(tmp / "cache")]
     assert main([*args, "--out", str(tmp / "a"), *[f"--set={s}" for s in FIT]]) == 0
     assert main([*args, "--out", str(tmp / "b"), *[f"--set={s}" for s in FIT]]) == 0  # from the cache

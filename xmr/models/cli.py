@@ -1,9 +1,4 @@
-"""``xmr checkpoint``: checkpoints made without the trainer.
-
-``init``: a checkpoint of pretrained towers that already share a space, no training.
-``part-head``: a trained checkpoint with a head of its own for short audio clips
-(:mod:`xmr.train.part_head`), every other weight unchanged.
-"""
+"""``xmr checkpoint init``: a checkpoint of pretrained towers that already share a space, no training."""
 
 from __future__ import annotations
 
@@ -24,21 +19,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="override a model config value, e.g. --set audio.backbone=PATH (repeatable)")
     init.add_argument("--out", required=True, help="checkpoint folder to write")
     init.set_defaults(func=_init)
-    part = sub.add_parser(
-        "part-head", help="fit a head for short audio clips on a trained checkpoint",
-        description="Fit a projection head of the checkpoint's own audio tower for clips of a few "
-                    "seconds against its fixed embeddings of the whole training items' scores; the "
-                    "towers and the other heads stay as they are, so an index of the checkpoint "
-                    "keeps its vectors. The result is a checkpoint with the part head (another "
-                    "fingerprint: embed and index with it again).",
-    )
-    part.add_argument("--checkpoint", required=True, help="the trained checkpoint folder")
-    part.add_argument("--manifest", required=True, help="the corpus manifest (its train split)")
-    part.add_argument("--out", required=True, help="checkpoint folder to write")
-    part.add_argument("--cache", default=None, help="folder for the clips' features (reused by a second fit)")
-    part.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                      help="a PartHeadConfig value, e.g. --set steps=2000 (repeatable)")
-    part.set_defaults(func=_part_head)
     ckpt.set_defaults(func=lambda args: (ckpt.print_help(), 2)[1])
 
 
@@ -63,14 +43,4 @@ def _init(args: argparse.Namespace) -> int:
     shared = ", ".join("↔".join(p) for p in zero["shared"])
     untrained = ", ".join("↔".join(p) for p in zero["untrained"]) or "none"
     print(f"wrote {out} (shared space: {shared}; untrained: {untrained})")
-    return 0
-
-
-def _part_head(args: argparse.Namespace) -> int:
-    from xmr.models.checkpoint import read_checkpoint_config
-    from xmr.train.part_head import PartHeadConfig, fit_checkpoint
-
-    cfg = PartHeadConfig.from_overrides(args.overrides)
-    out, _ = fit_checkpoint(args.checkpoint, args.manifest, args.out, cfg, cache=args.cache)
-    print(f"wrote {out} (fingerprint {read_checkpoint_config(out)['fingerprint'][:12]})")
     return 0
