@@ -57,7 +57,8 @@ def bank_modality(bank: str) -> str:
 
 def bank_key(modality: str, seconds: float | None = None) -> str:
     """The bank whose offsets rank a query input of ``modality``: ``"audio:part"`` for a clip of
-    at most :data:`PART_SECONDS` seconds, else the modality itself (``"audio#2"`` stays as it is)."""
+    at most :data:`~xmr.models.config.PART_SECONDS` seconds, else the modality itself
+    (``"audio#2"`` stays as it is)."""
     if modality == "audio" and is_part(seconds):
         return modality + PART
     return modality

@@ -21,6 +21,7 @@ HEAD_FIELDS = ("head", "head_hidden", "dropout")
 # the TowerConfig fields that add weight-free features after the tower's own: a checkpoint without
 # them still fits the tower, and only the head's input grows
 PROFILE_FIELDS = ("profile",)
+PROFILES = ("pitch_classes", "tempo")
 # the TowerConfig field of a second head for short inputs: fitted after training against the fixed
 # space of whole items (xmr.train.part_head), it changes neither the tower nor its head
 PART_FIELDS = ("part_head",)
@@ -32,7 +33,6 @@ PART_SECONDS = 6.0
 def is_part(seconds: float | None) -> bool:
     """Whether audio of ``seconds`` is a short clip (at most :data:`PART_SECONDS`)."""
     return seconds is not None and seconds <= PART_SECONDS
-PROFILES = ("pitch_classes", "tempo")
 
 
 @dataclass
